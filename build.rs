@@ -1,0 +1,25 @@
+//! Link fixes for libtorch from the PyPI wheel (see scripts/env.sh).
+//!
+//! torch-sys passes its libtorch directory to us as DEP_TCH_LIBTORCH_LIB. We
+//! - bake it into every binary and test as an rpath, so `target/*/bone-age`
+//!   runs without LD_LIBRARY_PATH (LD_LIBRARY_PATH still wins, which is how a
+//!   binary built here runs against another machine's torch);
+//! - link libtorch_cuda.so with --no-as-needed: nothing references its symbols
+//!   directly, so the default --as-needed would drop it and CUDA would be
+//!   silently unavailable on a GPU machine.
+use std::{env, path::Path};
+
+fn main() {
+    println!("cargo:rerun-if-changed=build.rs");
+    println!("cargo:rerun-if-env-changed=DEP_TCH_LIBTORCH_LIB");
+    let Ok(lib) = env::var("DEP_TCH_LIBTORCH_LIB") else {
+        println!("cargo:warning=torch-sys did not report its libtorch directory; no rpath set");
+        return;
+    };
+    println!("cargo:rustc-link-arg=-Wl,-rpath,{lib}");
+    if Path::new(&lib).join("libtorch_cuda.so").exists() {
+        println!("cargo:rustc-link-arg=-Wl,--no-as-needed,-ltorch_cuda,--as-needed");
+    }
+    // `bone-age doctor` reports which libtorch the binary was built against.
+    println!("cargo:rustc-env=BONE_AGE_BUILD_LIBTORCH_LIB={lib}");
+}

@@ -1,0 +1,96 @@
+"""Headless notebook runs and hygiene checks (`make notebook-test`).
+
+  python scripts/notebooks.py check NOTEBOOK...         outputs must be stripped
+  python scripts/notebooks.py run --out DIR NOTEBOOK... execute on the Rust kernel
+
+`run` executes every cell with nbclient on the kernel named in the notebook
+(`rust`, registered by `make setup`), from the notebook's own directory, writes
+the executed copy to DIR, prints each notebook's wall time, and exits non-zero
+when any cell errors. `check` fails when a committed notebook carries outputs or
+execution counts (`strip` removes them).
+"""
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+import nbformat
+
+
+def dirty_cells(nb) -> list[int]:
+    return [
+        i
+        for i, c in enumerate(nb.cells)
+        if c.cell_type == "code" and (c.get("outputs") or c.get("execution_count") is not None)
+    ]
+
+
+def check(paths: list[Path]) -> int:
+    bad = 0
+    for p in paths:
+        cells = dirty_cells(nbformat.read(p, as_version=4))
+        if cells:
+            bad += 1
+            print(f"{p}: code cells {cells} carry outputs; run `python scripts/notebooks.py strip {p}`")
+    print(f"notebooks: {len(paths) - bad} passed, {bad} failed")
+    return 1 if bad else 0
+
+
+def strip(paths: list[Path]) -> int:
+    for p in paths:
+        nb = nbformat.read(p, as_version=4)
+        for c in nb.cells:
+            if c.cell_type == "code":
+                c.outputs, c.execution_count = [], None
+        nbformat.write(nb, p)
+    return 0
+
+
+def run(paths: list[Path], out: Path, timeout: int) -> int:
+    from nbclient import NotebookClient
+    from nbclient.exceptions import CellExecutionError
+
+    out.mkdir(parents=True, exist_ok=True)
+    failed = 0
+    for p in paths:
+        nb = nbformat.read(p, as_version=4)
+        client = NotebookClient(
+            nb,
+            timeout=timeout,
+            kernel_name=nb.metadata.get("kernelspec", {}).get("name", "rust"),
+            resources={"metadata": {"path": str(p.parent.resolve())}},
+        )
+        start = time.monotonic()
+        try:
+            client.execute()
+            status = "ok"
+        except CellExecutionError as e:
+            failed += 1
+            status = f"FAILED\n{e}"
+        finally:
+            nbformat.write(nb, out / p.name)
+        print(f"{p}: {status} in {time.monotonic() - start:.1f} s -> {out / p.name}", flush=True)
+    print(f"notebooks: {len(paths) - failed} passed, {failed} failed")
+    return 1 if failed else 0
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = ap.add_subparsers(dest="cmd", required=True)
+    for name in ("check", "strip", "run"):
+        sp = sub.add_parser(name)
+        sp.add_argument("notebooks", nargs="+", type=Path)
+        if name == "run":
+            sp.add_argument("--out", type=Path, required=True, help="where executed copies go")
+            sp.add_argument("--timeout", type=int, default=1800, help="seconds per cell (first builds are slow)")
+    a = ap.parse_args()
+    if a.cmd == "check":
+        return check(a.notebooks)
+    if a.cmd == "strip":
+        return strip(a.notebooks)
+    return run(a.notebooks, a.out, a.timeout)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,39 @@
+//! The library's error type: every variant names the file, key or value at fault.
+use std::path::PathBuf;
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("{path}: {source}")]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+
+    #[error("config {path}: {message}")]
+    ConfigFile { path: PathBuf, message: String },
+
+    #[error("config key `{key}`: {message}")]
+    ConfigKey { key: String, message: String },
+
+    #[error("invalid device {value:?}: expected auto, cpu, cuda or cuda:N")]
+    DeviceSpec { value: String },
+
+    #[error("device {requested} requested, but {reason}")]
+    DeviceUnavailable { requested: String, reason: String },
+
+    #[error("libtorch: {0}")]
+    Torch(#[from] tch::TchError),
+}
+
+impl Error {
+    /// Wraps an I/O error with the path it concerns.
+    pub fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
+        Error::Io {
+            path: path.into(),
+            source,
+        }
+    }
+}
