@@ -9,8 +9,13 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
+use crate::augment::AugmentConfig;
+use crate::dataset::Layout;
 use crate::error::{Error, Result};
+use crate::folds::{FoldMethod, SexFilter};
+use crate::loader::LoaderConfig;
 use crate::runtime::DeviceSpec;
+use crate::transforms::Preprocess;
 
 /// The whole configuration. `Default` is the recipe.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
@@ -18,6 +23,44 @@ use crate::runtime::DeviceSpec;
 pub struct Config {
     pub runtime: RuntimeConfig,
     pub paths: PathsConfig,
+    pub data: DataConfig,
+    pub split: SplitConfig,
+    pub preprocess: Preprocess,
+    pub augment: AugmentConfig,
+    pub loader: LoaderConfig,
+}
+
+/// Which dataset layout to read.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct DataConfig {
+    /// `recipe` or `kaggle`; unset = detected from the files present.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub layout: Option<Layout>,
+}
+
+/// The train/validation split. `Default` is the recipe: fold 10 of 10 held out.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct SplitConfig {
+    /// Held-out fold, 1-based.
+    pub test_fold: usize,
+    pub n_folds: usize,
+    /// Rows taken part (before splitting): all, male or female.
+    pub sex: SexFilter,
+    /// `contiguous` (the recipe) or `stratified` (by age, seeded with runtime.seed).
+    pub method: FoldMethod,
+}
+
+impl Default for SplitConfig {
+    fn default() -> Self {
+        Self {
+            test_fold: 10,
+            n_folds: 10,
+            sex: SexFilter::All,
+            method: FoldMethod::Contiguous,
+        }
+    }
 }
 
 /// Where and how computation runs.

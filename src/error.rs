@@ -24,6 +24,25 @@ pub enum Error {
     #[error("device {requested} requested, but {reason}")]
     DeviceUnavailable { requested: String, reason: String },
 
+    #[error("{path}: {message}")]
+    Dataset { path: PathBuf, message: String },
+
+    #[error("{path}, line {line}: {message}")]
+    Csv {
+        path: PathBuf,
+        line: usize,
+        message: String,
+    },
+
+    #[error("annotation frame: {0}")]
+    Frame(String),
+
+    #[error("{path}: {message}")]
+    Image { path: PathBuf, message: String },
+
+    #[error("invalid {what}: {message}")]
+    Invalid { what: String, message: String },
+
     #[error("libtorch: {0}")]
     Torch(#[from] tch::TchError),
 }

@@ -2,12 +2,30 @@
 //! `ml-recipe-bone-age` m46 recipe (Iglovikov et al., DLMIA 2018) in Rust on tch.
 //!
 //! One module per stage; this file only declares and re-exports.
+pub mod augment;
+pub mod bench;
+pub mod cache;
 pub mod config;
+pub mod dataset;
 pub mod error;
+pub mod folds;
+pub mod loader;
+pub mod phantom;
+pub mod progress;
 pub mod runtime;
+pub mod summary;
+pub mod transforms;
 
+pub use augment::AugmentConfig;
+pub use cache::ImageCache;
 pub use config::Config;
+pub use dataset::{Dataset, Layout, Split};
 pub use error::{Error, Result};
+pub use folds::{split, FoldMethod, SexFilter};
+pub use loader::{Batch, BatchLoader, LoaderConfig, Target};
+pub use phantom::PhantomSpec;
 pub use runtime::{DeviceSpec, Doctor};
-// Notebooks take tch from here, so one `:dep bone-age` line pins the matching version.
+pub use transforms::{Normalize, Preprocess};
+// Notebooks take tch and polars from here, so one `:dep bone-age` line pins the matching versions.
+pub use polars;
 pub use tch;

@@ -136,9 +136,7 @@ fn bad_config_is_a_clear_error() {
 
 #[test]
 fn planned_commands_say_so_and_print_nothing() {
-    for cmd in [
-        "train", "evaluate", "predict", "download", "data", "model", "bench",
-    ] {
+    for cmd in ["train", "evaluate", "predict", "download", "model"] {
         let out = bone_age(&[cmd, "--some-future-flag", "x"]);
         assert_eq!(out.status.code(), Some(2), "{cmd}");
         assert!(out.stdout.is_empty(), "{cmd} printed {:?}", stdout(&out));
@@ -148,4 +146,90 @@ fn planned_commands_say_so_and_print_nothing() {
             stderr(&out)
         );
     }
+}
+
+#[test]
+fn data_summary_phantom_and_cache_commands() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("phantom");
+    let r = root.to_str().unwrap();
+    let out = bone_age(&[
+        "data",
+        "phantom",
+        "--out",
+        r,
+        "--n-train",
+        "12",
+        "--n-test",
+        "4",
+        "--size",
+        "40x32",
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(std::fs::read_dir(root.join("train")).unwrap().count(), 12);
+
+    let out = bone_age(&["data", "summary", "--data-dir", r, "--json"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let s: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(s["layout"], "recipe");
+    assert_eq!(s["rows_with_image"], 12);
+    assert_eq!(s["missing_images"], 0);
+    assert_eq!(
+        s["male"].as_u64().unwrap() + s["female"].as_u64().unwrap(),
+        12
+    );
+    assert_eq!(s["age_all"]["count"], 12);
+
+    let text = stdout(&bone_age(&[
+        "data",
+        "summary",
+        "--data-dir",
+        r,
+        "--split",
+        "test",
+    ]));
+    assert!(
+        text.contains("4 in CSV, 4 with an image") && text.contains("female"),
+        "{text}"
+    );
+
+    // --labels/--images reads any CSV format.
+    let csv = root.join("test.csv");
+    let out = bone_age(&[
+        "data",
+        "summary",
+        "--labels",
+        csv.to_str().unwrap(),
+        "--images",
+        root.join("test").to_str().unwrap(),
+        "--json",
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+
+    let cache = dir.path().join("cache");
+    let args = [
+        "data",
+        "cache",
+        "--data-dir",
+        r,
+        "--set",
+        &format!("paths.cache_dir={}", cache.display()),
+        "--set",
+        "preprocess.crop_size=[40, 32]",
+        "--set",
+        "preprocess.scale=1.0",
+    ];
+    let first = stdout(&bone_age(&args));
+    let second = stdout(&bone_age(&args));
+    assert!(first.starts_with("Built 12 images of 48×38"), "{first}");
+    assert!(second.starts_with("Loaded"), "{second}");
+
+    let out = bone_age(&[
+        "data",
+        "summary",
+        "--data-dir",
+        dir.path().to_str().unwrap(),
+    ]);
+    assert!(!out.status.success());
+    assert!(stderr(&out).contains("train.csv"), "{}", stderr(&out));
 }

@@ -1,0 +1,45 @@
+//! Fixtures shared by the integration tests: tiny datasets written on the fly.
+#![allow(dead_code)]
+use std::path::{Path, PathBuf};
+
+use image::{GrayImage, Luma};
+
+/// Writes a `w`×`h` grayscale PNG whose pixels depend on `id`.
+pub fn write_png(path: &Path, id: i64, w: u32, h: u32) {
+    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+    GrayImage::from_fn(w, h, |x, y| {
+        Luma([((x * 3 + y * 5 + id as u32 * 17) % 256) as u8])
+    })
+    .save(path)
+    .unwrap();
+}
+
+/// A recipe-layout dataset: `train.csv` (`id,boneage,male`) and `train/<id>.png`.
+pub fn recipe_dataset(root: &Path, rows: &[(i64, f64, bool)], size: [u32; 2]) -> PathBuf {
+    let mut csv = String::from("id,boneage,male\n");
+    for &(id, age, male) in rows {
+        csv += &format!("{id},{age},{}\n", if male { "True" } else { "False" });
+        write_png(
+            &root.join("train").join(format!("{id}.png")),
+            id,
+            size[1],
+            size[0],
+        );
+    }
+    std::fs::write(root.join("train.csv"), csv).unwrap();
+    root.to_path_buf()
+}
+
+/// `n` rows with ages spread over 12–216 months, alternating sex.
+pub fn rows(n: usize) -> Vec<(i64, f64, bool)> {
+    (0..n)
+        .map(|i| (100 + i as i64, 12.0 + (i * 17 % 205) as f64, i % 2 == 0))
+        .collect()
+}
+
+/// `../shared/data/<name>` when present (tests using it are ignored otherwise; see build.rs).
+pub fn shared_data(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../shared/data")
+        .join(name)
+}
