@@ -268,7 +268,7 @@ fn draw_hand(subject: &Subject, size: [u32; 2], seed: u64) -> (Canvas, StdRng) {
     // Growth: bone lengths and widths, with individual variation.
     let length = (0.62 + 0.38 * (1.0 - (-t / 5.5).exp()) / (1.0 - (-18.0f64 / 5.5).exp()))
         * rng.random_range(0.95..1.05);
-    let width = (0.7 + 0.3 * ramp(t, 0.0, 16.0)) * rng.random_range(0.92..1.08);
+    let width = 1.35 * (0.7 + 0.3 * ramp(t, 0.0, 16.0)) * rng.random_range(0.92..1.08);
     let density = 0.55 + 0.25 * ramp(t, 0.0, 14.0);
     let tissue = rng.random_range(0.18..0.3);
     // Placement: zoom, rotation and shift independent of age.
@@ -304,8 +304,8 @@ fn draw_hand(subject: &Subject, size: [u32; 2], seed: u64) -> (Canvas, StdRng) {
     draw(
         Shape::Ellipse {
             c: [-0.005, -0.06 * length],
-            rx: 0.085,
-            ry: 0.11 * length,
+            rx: 0.095,
+            ry: 0.12 * length,
             rot: 0.0,
         },
         tissue,
@@ -324,7 +324,7 @@ fn draw_hand(subject: &Subject, size: [u32; 2], seed: u64) -> (Canvas, StdRng) {
             Shape::Capsule {
                 a: base,
                 b: tip,
-                r: 0.021 * width,
+                r: 0.02 * width,
             },
             tissue,
         );

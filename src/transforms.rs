@@ -126,31 +126,48 @@ impl Preprocess {
     }
 
     /// Fit, crop with margin, scale and normalise an already decoded image.
+    ///
+    /// Fitting, cropping and scaling compose into one resampling of the original: fitting
+    /// is a per-axis scale plus a padding offset, so the crop window maps back onto the
+    /// original and no full-size intermediate image is made.
     pub fn apply(&self, img: &GrayImage) -> Result<GrayImage> {
-        let fitted;
-        let img = match self.fit {
-            Some(hw) => {
-                fitted = fit(img, hw);
-                &fitted
+        let (h0, w0) = (img.height(), img.width());
+        // fitted = offset + factor · original, per axis [y, x].
+        let (hw, factor, offset) = match self.fit {
+            Some(target) => {
+                let (nh, nw, top, left) = fit_box(h0, w0, target);
+                (
+                    target,
+                    [nh as f64 / h0 as f64, nw as f64 / w0 as f64],
+                    [top as f64, left as f64],
+                )
             }
-            None => img,
+            None => ([h0, w0], [1.0, 1.0], [0.0, 0.0]),
         };
-        let hw = [img.height(), img.width()];
         let g = self.geometry(hw);
         let crop = self.crop_size.unwrap_or(hw).map(f64::from);
         let center = self
             .crop_center
             .unwrap_or([hw[0] as f64 / 2.0, hw[1] as f64 / 2.0]);
-        // The source region that maps onto the cached size at this scale.
+        // The region (in fitted coordinates) that maps onto the cached size, then in the original's.
         let region = [0, 1].map(|i| crop[i] * g.cached[i] as f64 / g.out[i] as f64);
-        let top = (center[0] - region[0] / 2.0).round() as i64;
-        let left = (center[1] - region[1] / 2.0).round() as i64;
-        let region = region.map(|r| r.round().max(1.0) as u32);
-        let cropped = crop_padded(img, top, left, region);
+        let start =
+            [0, 1].map(|i| ((center[i] - region[i] / 2.0 - offset[i]) / factor[i]).round() as i64);
+        let size = [0, 1].map(|i| (region[i] / factor[i]).round().max(1.0) as u32);
+        let cropped = crop_padded(img, start[0], start[1], size);
         let mut out = resize(&cropped, g.cached[1] as u32, g.cached[0] as u32)?;
         normalize(&mut out, self.normalize);
         Ok(out)
     }
+}
+
+/// Where an `h`×`w` image lands when fitted into `target` [H, W] keeping its aspect
+/// ratio: (new height, new width, top padding, left padding).
+pub fn fit_box(h: u32, w: u32, target: [u32; 2]) -> (u32, u32, u32, u32) {
+    let s = (target[0] as f64 / h as f64).min(target[1] as f64 / w as f64);
+    let nh = ((h as f64 * s).round() as u32).clamp(1, target[0]);
+    let nw = ((w as f64 * s).round() as u32).clamp(1, target[1]);
+    (nh, nw, (target[0] - nh) / 2, (target[1] - nw) / 2)
 }
 
 /// Decodes a PNG or JPEG to 8-bit grayscale: RGB(A) and palette images by luminance,
@@ -251,13 +268,9 @@ pub fn resize(img: &GrayImage, w: u32, h: u32) -> Result<GrayImage> {
 
 /// Resize keeping the aspect ratio to fit inside `[h, w]`, then pad (centred, black).
 pub fn fit(img: &GrayImage, hw: [u32; 2]) -> GrayImage {
-    let s = (hw[0] as f64 / img.height() as f64).min(hw[1] as f64 / img.width() as f64);
-    let nh = ((img.height() as f64 * s).round() as u32).clamp(1, hw[0]);
-    let nw = ((img.width() as f64 * s).round() as u32).clamp(1, hw[1]);
+    let (nh, nw, top, left) = fit_box(img.height(), img.width(), hw);
     let scaled = resize(img, nw, nh).expect("valid sizes");
-    let top = -(((hw[0] - nh) / 2) as i64);
-    let left = -(((hw[1] - nw) / 2) as i64);
-    crop_padded(&scaled, top, left, hw)
+    crop_padded(&scaled, -(top as i64), -(left as i64), hw)
 }
 
 /// Applies `method` in place.
@@ -415,6 +428,38 @@ mod tests {
         assert_eq!(f.get_pixel(80, 100).0[0], 255);
         assert_eq!(f.get_pixel(80, 10).0[0], 0);
         assert_eq!(f.get_pixel(80, 200).0[0], 0);
+    }
+
+    #[test]
+    fn composed_fit_and_crop_match_fitting_first() {
+        // A raw-like landscape image: fitting then cropping equals the one-step path
+        // (up to the second interpolation of the two-step path).
+        let img = GrayImage::from_fn(300, 200, |x, y| {
+            let v = 128.0 + 60.0 * (x as f64 / 15.0).sin() + 60.0 * (y as f64 / 11.0).cos();
+            image::Luma([v as u8])
+        });
+        let p = Preprocess {
+            fit: Some([208, 160]),
+            crop_center: Some([104.0, 80.0]),
+            crop_size: Some([200, 150]),
+            scale: 0.5,
+            ..Default::default()
+        };
+        let direct = p.apply(&img).unwrap();
+        let two_step = Preprocess {
+            fit: None,
+            ..p.clone()
+        }
+        .apply(&fit(&img, [208, 160]))
+        .unwrap();
+        assert_eq!(direct.dimensions(), two_step.dimensions());
+        let diff: f64 = direct
+            .iter()
+            .zip(two_step.iter())
+            .map(|(a, b)| (*a as f64 - *b as f64).abs())
+            .sum::<f64>()
+            / direct.len() as f64;
+        assert!(diff < 2.0, "mean abs difference {diff}");
     }
 
     #[test]
