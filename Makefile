@@ -9,6 +9,8 @@ ENV      := scripts/env.sh
 CARGO    := $(ENV) cargo
 BIN      := target/release/bone-age
 DATA_DIR ?= data
+RUN_DIR  ?= runs/recipe-$(shell date +%Y%m%d-%H%M%S)
+DEMO     := results/demo
 NOTEBOOKS := $(wildcard notebooks/*.ipynb)
 
 # make jupyter: where the server listens. JUPYTER_TOKEN empty = a fresh random token.
@@ -18,7 +20,7 @@ JUPYTER_TOKEN ?=
 JUPYTER_PID   := results/jupyter.pid
 JUPYTER_LOG   := results/jupyter.log
 
-.PHONY: help setup build doctor training test cargo-test notebook-test notebook-check \
+.PHONY: help setup build doctor demo training test cargo-test notebook-test notebook-check \
         notebook-strip jupyter kill-jupyter fmt lint clean
 
 help: ## list the targets
@@ -33,8 +35,18 @@ build: ## build the release binary target/release/bone-age
 doctor: build ## check the installation: torch, CUDA, threads, paths
 	$(BIN) doctor
 
-training: build ## train the recipe headless on DATA_DIR (default data/)
-	$(BIN) train --config configs/recipe.toml --data-dir $(DATA_DIR)
+demo: build ## the main job on built-in data: phantom set, train, evaluate, predict → results/demo
+	@[ -f data/phantom/train.csv ] || $(BIN) data phantom --out data/phantom
+	$(BIN) data summary --data-dir data/phantom
+	rm -rf $(DEMO)
+	$(BIN) --config configs/demo.toml train --data-dir data/phantom --out $(DEMO)/run
+	$(BIN) --config configs/demo.toml evaluate --checkpoint $(DEMO)/run/best.safetensors \
+	  --data-dir data/phantom --split test --out $(DEMO)
+	$(BIN) predict data/phantom/test/401.png data/phantom/test/402.png --checkpoint $(DEMO)/run/best.safetensors
+	@echo "results: $(DEMO)/metrics.json, $(DEMO)/predictions.csv, $(DEMO)/run/metrics.csv"
+
+training: build ## train the recipe headless on DATA_DIR (default data/) into RUN_DIR (runs/recipe-<time>)
+	$(BIN) --config configs/recipe.toml train --data-dir $(DATA_DIR) --out $(RUN_DIR)
 
 test: cargo-test notebook-test ## the whole test suite (what CI runs)
 

@@ -14,7 +14,9 @@ use crate::dataset::Layout;
 use crate::error::{Error, Result};
 use crate::folds::{FoldMethod, SexFilter};
 use crate::loader::LoaderConfig;
+use crate::model::ModelConfig;
 use crate::runtime::DeviceSpec;
+use crate::train::TrainConfig;
 use crate::transforms::Preprocess;
 
 /// The whole configuration. `Default` is the recipe.
@@ -28,6 +30,8 @@ pub struct Config {
     pub preprocess: Preprocess,
     pub augment: AugmentConfig,
     pub loader: LoaderConfig,
+    pub model: ModelConfig,
+    pub train: TrainConfig,
 }
 
 /// Which dataset layout to read.

@@ -43,6 +43,16 @@ pub enum Error {
     #[error("invalid {what}: {message}")]
     Invalid { what: String, message: String },
 
+    #[error("checkpoint {path}: {message}")]
+    Checkpoint { path: PathBuf, message: String },
+
+    #[error("training stopped at epoch {epoch}, batch {batch}: {message}")]
+    Training {
+        epoch: usize,
+        batch: usize,
+        message: String,
+    },
+
     #[error("libtorch: {0}")]
     Torch(#[from] tch::TchError),
 }

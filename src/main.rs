@@ -5,7 +5,9 @@ use std::process::ExitCode;
 use anyhow::{bail, Context, Result};
 use bone_age::dataset::{Dataset, Layout, Split};
 use bone_age::summary::Summary;
-use bone_age::{Config, Doctor, ImageCache, PhantomSpec};
+use bone_age::{
+    Checkpoint, Config, Doctor, ImageCache, ModelConfig, PhantomSpec, Target, TrainOptions, M46,
+};
 use clap::{ArgAction, Args, Parser, Subcommand, ValueEnum};
 
 /// Pediatric bone age from left-hand radiographs: the m46 recipe
@@ -60,14 +62,87 @@ enum Command {
     Data(DataCommand),
     /// [not available yet] Download the RSNA data from Kaggle or a URL.
     Download(Planned),
-    /// [not available yet] Print the m46 layer table and parameter count.
-    Model(Planned),
-    /// [not available yet] Train m46 on a dataset.
-    Train(Planned),
-    /// [not available yet] Score a checkpoint on a labelled dataset.
-    Evaluate(Planned),
-    /// [not available yet] Predict the bone age of radiographs.
-    Predict(Planned),
+    /// Print the m46 layer table and parameter count for an input shape.
+    Model {
+        /// Input as C,H,W.
+        #[arg(long, default_value = "1,500,375", value_parser = parse_shape)]
+        input_shape: [i64; 3],
+        /// Sex (±1) joins the flattened features.
+        #[arg(long)]
+        sex_input: bool,
+        /// age (regression) or sex (the recipe's gender model).
+        #[arg(long, value_enum, default_value_t = TargetArg::Age)]
+        model_type: TargetArg,
+    },
+    /// Train m46 (the recipe by default; see configs/) into a run directory.
+    ///
+    /// Writes config.toml, metrics.csv, TensorBoard events, best/last checkpoints
+    /// (safetensors + JSON) and the optimizer state into --out. A killed run continues
+    /// with --resume.
+    Train {
+        /// Dataset root (recipe or Kaggle layout) [config: paths.data_dir].
+        #[arg(long, value_name = "DIR")]
+        data_dir: Option<PathBuf>,
+        /// Run directory [default: <paths.runs_dir>/<timestamp>].
+        #[arg(long, value_name = "DIR")]
+        out: Option<PathBuf>,
+        /// Continue the run in --out from its last checkpoint.
+        #[arg(long, requires = "out")]
+        resume: bool,
+        /// Epochs [config: train.epochs].
+        #[arg(long)]
+        epochs: Option<usize>,
+        /// Learning rate [config: train.lr].
+        #[arg(long)]
+        lr: Option<f64>,
+        /// Batch size [config: loader.batch_size].
+        #[arg(long)]
+        batch_size: Option<usize>,
+        /// age or sex [config: model.target].
+        #[arg(long, value_enum)]
+        model_type: Option<TargetArg>,
+        /// Sex as an input [config: model.sex_input].
+        #[arg(long)]
+        sex_input: bool,
+        #[arg(long, hide = true)]
+        stop_after_epoch: Option<usize>,
+    },
+    /// Score a checkpoint on a labelled set: MAE and median absolute error (months), or
+    /// accuracy for a sex model; writes a per-image predictions CSV.
+    Evaluate {
+        /// A `*.safetensors` checkpoint with its `.json` sidecar.
+        #[arg(long, value_name = "FILE")]
+        checkpoint: PathBuf,
+        #[command(flatten)]
+        source: DataSource,
+        /// The checkpoint's held-out validation fold of the train split instead of --split.
+        #[arg(long, conflicts_with_all = ["labels", "split"])]
+        validation: bool,
+        /// Average this many augmented passes with the plain one.
+        #[arg(long, default_value_t = 0)]
+        tta: usize,
+        /// Robustness check: squeeze intensities into LOW,HIGH (e.g. 100,180) before the
+        /// checkpoint's normalisation, imitating a washed-out scanner.
+        #[arg(long, value_name = "LOW,HIGH", value_parser = parse_squeeze)]
+        squeeze: Option<[u8; 2]>,
+        /// Where predictions.csv and metrics.json go [default: beside the checkpoint].
+        #[arg(long, value_name = "DIR")]
+        out: Option<PathBuf>,
+        /// Print the metrics as one JSON object.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Predict the bone age of radiographs (any format the pipeline reads).
+    Predict {
+        /// Image files.
+        #[arg(required = true)]
+        images: Vec<PathBuf>,
+        #[arg(long, value_name = "FILE")]
+        checkpoint: PathBuf,
+        /// The patient's sex, M or F (required by models trained with sex as an input).
+        #[arg(long, value_parser = parse_sex)]
+        sex: Option<bool>,
+    },
     /// Benchmarks against a named peer on the same data.
     #[command(subcommand)]
     Bench(BenchCommand),
@@ -136,6 +211,57 @@ struct DataSource {
 enum SplitArg {
     Train,
     Test,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum TargetArg {
+    Age,
+    Sex,
+}
+
+impl From<TargetArg> for Target {
+    fn from(t: TargetArg) -> Target {
+        match t {
+            TargetArg::Age => Target::Age,
+            TargetArg::Sex => Target::Sex,
+        }
+    }
+}
+
+fn parse_shape(s: &str) -> Result<[i64; 3], String> {
+    let v: Vec<i64> = s
+        .split([',', 'x'])
+        .map(|p| {
+            p.trim()
+                .parse()
+                .map_err(|_| format!("{s:?}: expected C,H,W"))
+        })
+        .collect::<Result<_, _>>()?;
+    <[i64; 3]>::try_from(v).map_err(|_| format!("{s:?}: expected three numbers C,H,W"))
+}
+
+fn parse_squeeze(s: &str) -> Result<[u8; 2], String> {
+    let (lo, hi) = s
+        .split_once(',')
+        .ok_or_else(|| format!("{s:?}: expected LOW,HIGH"))?;
+    let p = |v: &str| {
+        v.trim()
+            .parse::<u8>()
+            .map_err(|_| format!("{v:?} is not 0–255"))
+    };
+    let (lo, hi) = (p(lo)?, p(hi)?);
+    if lo >= hi {
+        return Err(format!("{s:?}: LOW must be below HIGH"));
+    }
+    Ok([lo, hi])
+}
+
+fn parse_sex(s: &str) -> Result<bool, String> {
+    match s.to_ascii_uppercase().as_str() {
+        "M" | "MALE" => Ok(true),
+        "F" | "FEMALE" => Ok(false),
+        _ => Err(format!("{s:?}: expected M or F")),
+    }
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -241,13 +367,199 @@ fn run(cli: Cli) -> Result<ExitCode> {
         Command::Config => print!("{}", config.to_toml()),
         Command::Data(cmd) => data(cmd, &config)?,
         Command::Download(_) => return Ok(not_yet("download")),
-        Command::Model(_) => return Ok(not_yet("model")),
-        Command::Train(_) => return Ok(not_yet("train")),
-        Command::Evaluate(_) => return Ok(not_yet("evaluate")),
-        Command::Predict(_) => return Ok(not_yet("predict")),
+        Command::Model {
+            input_shape,
+            sex_input,
+            model_type,
+        } => model(input_shape, sex_input, model_type)?,
+        cmd @ Command::Train { .. } => train(cmd, config)?,
+        cmd @ Command::Evaluate { .. } => evaluate(cmd, &config)?,
+        Command::Predict {
+            images,
+            checkpoint,
+            sex,
+        } => predict(&images, &checkpoint, sex, &config)?,
         Command::Bench(cmd) => bench(cmd, &config)?,
     }
     Ok(ExitCode::SUCCESS)
+}
+
+fn model(input: [i64; 3], sex_input: bool, target: TargetArg) -> Result<()> {
+    let vs = tch::nn::VarStore::new(tch::Device::Cpu);
+    let m = M46::new(
+        &vs.root(),
+        input,
+        ModelConfig {
+            target: target.into(),
+            sex_input,
+        },
+    )?;
+    println!("{:<28} {:>16} {:>12}", "layer", "output", "parameters");
+    for (name, shape, params) in m.layer_table() {
+        println!("{name:<28} {shape:>16} {params:>12}");
+    }
+    println!(
+        "{:<28} {:>16} {:>12}",
+        "total",
+        "",
+        bone_age::model::count_parameters(&vs)
+    );
+    Ok(())
+}
+
+fn train(cmd: Command, mut config: Config) -> Result<()> {
+    let Command::Train {
+        data_dir,
+        out,
+        resume,
+        epochs,
+        lr,
+        batch_size,
+        model_type,
+        sex_input,
+        stop_after_epoch,
+    } = cmd
+    else {
+        unreachable!()
+    };
+    if let Some(e) = epochs {
+        config.train.epochs = e;
+    }
+    if let Some(lr) = lr {
+        config.train.lr = lr;
+    }
+    if let Some(b) = batch_size {
+        config.loader.batch_size = b;
+    }
+    if let Some(t) = model_type {
+        config.model.target = t.into();
+    }
+    config.model.sex_input |= sex_input;
+    let data_dir = data_dir.unwrap_or_else(|| config.paths.data_dir.clone());
+    let run_dir = out.unwrap_or_else(|| {
+        let stamp = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
+        config.paths.runs_dir.join(format!("run-{stamp}"))
+    });
+    if resume {
+        let saved = Config::load(Some(&run_dir.join("config.toml")))?;
+        if saved != config {
+            eprintln!(
+                "note: resuming with the configuration saved in {}",
+                run_dir.join("config.toml").display()
+            );
+        }
+        config = saved;
+    }
+    eprintln!("training on {} → {}", data_dir.display(), run_dir.display());
+    let options = TrainOptions {
+        resume,
+        stop_after_epoch,
+        progress: true,
+    };
+    let summary = bone_age::train(&config, &data_dir, &run_dir, &options, |m| {
+        let score = match (m.val_mae_months, m.val_accuracy) {
+            (Some(mae), _) => format!("val MAE {mae:6.2} months"),
+            (_, Some(acc)) => format!("val accuracy {:5.1}%", acc * 100.0),
+            _ => String::new(),
+        };
+        println!(
+            "epoch {:>3}  train loss {:.4}  val loss {:.4}  {score}  {:.1} s  {:.1} img/s",
+            m.epoch, m.train_loss, m.val_loss, m.seconds, m.images_per_s
+        );
+    })?;
+    println!(
+        "best: {}\nlast: {}",
+        summary.best.display(),
+        summary.last.display()
+    );
+    Ok(())
+}
+
+fn evaluate(cmd: Command, config: &Config) -> Result<()> {
+    let Command::Evaluate {
+        checkpoint,
+        source,
+        validation,
+        tta,
+        squeeze,
+        out,
+        json,
+    } = cmd
+    else {
+        unreachable!()
+    };
+    let device = bone_age::runtime::init(config)?;
+    let mut ckpt = Checkpoint::load(&checkpoint, device)?;
+    ckpt.meta.config.preprocess.squeeze = squeeze;
+    let frame = if validation {
+        let data_dir = source
+            .data_dir
+            .clone()
+            .unwrap_or_else(|| config.paths.data_dir.clone());
+        bone_age::train::split_frames(&ckpt.meta.config, &data_dir)?.1
+    } else {
+        source.load(config)?.1.frame
+    };
+    let eval = bone_age::evaluate::evaluate(&ckpt, &frame, &config.paths.cache_dir(), tta, 32)?;
+    let out = out.unwrap_or_else(|| {
+        checkpoint
+            .parent()
+            .unwrap_or(std::path::Path::new("."))
+            .join("evaluation")
+    });
+    std::fs::create_dir_all(&out).with_context(|| format!("creating {}", out.display()))?;
+    bone_age::evaluate::write_predictions(&eval, &out.join("predictions.csv"))?;
+    std::fs::write(out.join("metrics.json"), serde_json::to_vec_pretty(&eval)?)?;
+    if json {
+        println!("{}", serde_json::to_string(&eval)?);
+        return Ok(());
+    }
+    println!("checkpoint        {}", eval.checkpoint.display());
+    println!(
+        "images            {}{}",
+        eval.images,
+        if tta > 0 {
+            format!(" (TTA: {tta} augmented passes)")
+        } else {
+            String::new()
+        }
+    );
+    if let (Some(mae), Some(med)) = (eval.mae_months, eval.median_abs_error_months) {
+        println!("MAE               {mae:.2} months");
+        println!("median abs error  {med:.2} months");
+    }
+    if let Some(acc) = eval.accuracy {
+        println!("accuracy          {:.1}%", acc * 100.0);
+    }
+    println!(
+        "predictions       {}",
+        out.join("predictions.csv").display()
+    );
+    Ok(())
+}
+
+fn predict(
+    images: &[PathBuf],
+    checkpoint: &std::path::Path,
+    sex: Option<bool>,
+    config: &Config,
+) -> Result<()> {
+    let device = bone_age::runtime::init(config)?;
+    let ckpt = Checkpoint::load(checkpoint, device)?;
+    for path in images {
+        let y = bone_age::evaluate::predict_file(&ckpt, path, sex)?;
+        match ckpt.model.config.target {
+            Target::Age => println!(
+                "{}\t{y:.1} months\t{}",
+                path.display(),
+                bone_age::evaluate::years_months(y)
+            ),
+            Target::Sex => println!("{}\tP(male) = {y:.3}", path.display()),
+        }
+    }
+    Ok(())
 }
 
 fn data(cmd: DataCommand, config: &Config) -> Result<()> {

@@ -268,12 +268,12 @@ fn draw_hand(subject: &Subject, size: [u32; 2], seed: u64) -> (Canvas, StdRng) {
     // Growth: bone lengths and widths, with individual variation.
     let length = (0.62 + 0.38 * (1.0 - (-t / 5.5).exp()) / (1.0 - (-18.0f64 / 5.5).exp()))
         * rng.random_range(0.95..1.05);
-    let width = 1.35 * (0.7 + 0.3 * ramp(t, 0.0, 16.0)) * rng.random_range(0.92..1.08);
-    let density = 0.55 + 0.25 * ramp(t, 0.0, 14.0);
-    let tissue = rng.random_range(0.18..0.3);
+    let width = 1.35 * (0.55 + 0.45 * ramp(t, 0.0, 16.0)) * rng.random_range(0.92..1.08);
+    let density = 0.45 + 0.4 * ramp(t, 0.0, 14.0);
+    let tissue = rng.random_range(0.2..0.26);
     // Placement: zoom, rotation and shift independent of age.
-    let zoom = rng.random_range(0.85..1.1) * h as f64;
-    let rot = rng.random_range(-10.0f64..10.0).to_radians();
+    let zoom = rng.random_range(0.92..1.06) * h as f64;
+    let rot = rng.random_range(-6.0f64..6.0).to_radians();
     let centre = [
         w as f64 / 2.0 + rng.random_range(-0.04..0.04) * w as f64,
         h as f64 * rng.random_range(0.6..0.66),
@@ -359,8 +359,8 @@ fn draw_hand(subject: &Subject, size: [u32; 2], seed: u64) -> (Canvas, StdRng) {
             draw(
                 Shape::Ellipse {
                     c,
-                    rx: r * g * width,
-                    ry: r * g * width * 0.85,
+                    rx: 1.4 * r * g * width,
+                    ry: 1.4 * r * g * width * 0.85,
                     rot: 0.3,
                 },
                 density,
@@ -416,7 +416,7 @@ fn epiphysis(
         return;
     }
     let gap = 0.9 * r * ((fuse - t) / 4.0).clamp(0.0, 1.0);
-    let (rx, ry) = (r * (0.5 + 0.7 * g), r * (0.25 + 0.35 * g));
+    let (rx, ry) = (1.3 * r * (0.5 + 0.7 * g), 1.3 * r * (0.25 + 0.35 * g));
     let c = [end[0] + dir[0] * (gap + ry), end[1] + dir[1] * (gap + ry)];
     let rot = dir[1].atan2(dir[0]) + PI / 2.0;
     draw(Shape::Ellipse { c, rx, ry, rot }, level);
@@ -512,7 +512,7 @@ mod tests {
                 [200, 160],
                 11,
             );
-            canvas.px.iter().filter(|&&v| v > 0.45).count()
+            canvas.px.iter().filter(|&&v| v > 0.4).count()
         };
         let areas: Vec<usize> = [6.0, 36.0, 84.0, 132.0, 180.0, 228.0]
             .iter()

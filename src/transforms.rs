@@ -33,6 +33,9 @@ pub struct Preprocess {
     /// (centred, black) to this [H, W], so the registered-image crop applies.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub fit: Option<[u32; 2]>,
+    /// Use the whole image (after `fit`): no crop, `crop_center`/`crop_size` ignored.
+    /// For pre-cropped data such as 128×128 or phantom images.
+    pub whole_image: bool,
     /// Crop centre [row, col] in pixels; unset = the image centre.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub crop_center: Option<[f64; 2]>,
@@ -45,6 +48,10 @@ pub struct Preprocess {
     /// that augmentation samples real pixels at the edges.
     pub margin: f64,
     pub normalize: Normalize,
+    /// Robustness checks only: squeeze intensities linearly into [low, high] before
+    /// normalisation, imitating a washed-out scanner. Unset in training.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub squeeze: Option<[u8; 2]>,
     /// Images with more pixels than this are refused (decompression bombs).
     pub max_pixels: u64,
 }
@@ -53,11 +60,13 @@ impl Default for Preprocess {
     fn default() -> Self {
         Self {
             fit: None,
+            whole_image: false,
             crop_center: Some([1040.0, 800.0]),
             crop_size: Some([2000, 1500]),
             scale: 0.25,
             margin: 0.1,
             normalize: Normalize::None,
+            squeeze: None,
             max_pixels: 64 << 20,
         }
     }
@@ -75,10 +84,19 @@ pub struct Geometry {
 impl Preprocess {
     /// Output and cached sizes for an image of `[h, w]` (after `fit`).
     pub fn geometry(&self, image_hw: [u32; 2]) -> Geometry {
-        let crop = self.crop_size.unwrap_or(image_hw);
+        let crop = self.crop_hw().unwrap_or(image_hw);
         let out = crop.map(|c| ((c as f64 * self.scale).round() as usize).max(1));
         let cached = out.map(|o| o + 2 * (o as f64 * self.margin).round() as usize);
         Geometry { out, cached }
+    }
+
+    /// The crop size in force (`None`: the whole image).
+    pub fn crop_hw(&self) -> Option<[u32; 2]> {
+        if self.whole_image {
+            None
+        } else {
+            self.crop_size
+        }
     }
 
     /// Checks the parameters; the error names the field.
@@ -145,10 +163,11 @@ impl Preprocess {
             None => ([h0, w0], [1.0, 1.0], [0.0, 0.0]),
         };
         let g = self.geometry(hw);
-        let crop = self.crop_size.unwrap_or(hw).map(f64::from);
-        let center = self
-            .crop_center
-            .unwrap_or([hw[0] as f64 / 2.0, hw[1] as f64 / 2.0]);
+        let crop = self.crop_hw().unwrap_or(hw).map(f64::from);
+        let center = match (self.whole_image, self.crop_center) {
+            (false, Some(c)) => c,
+            _ => [hw[0] as f64 / 2.0, hw[1] as f64 / 2.0],
+        };
         // The region (in fitted coordinates) that maps onto the cached size, then in the original's.
         let region = [0, 1].map(|i| crop[i] * g.cached[i] as f64 / g.out[i] as f64);
         let start =
@@ -156,6 +175,11 @@ impl Preprocess {
         let size = [0, 1].map(|i| (region[i] / factor[i]).round().max(1.0) as u32);
         let cropped = crop_padded(img, start[0], start[1], size);
         let mut out = resize(&cropped, g.cached[1] as u32, g.cached[0] as u32)?;
+        if let Some([lo, hi]) = self.squeeze {
+            let (lo, span) = (lo as f64, hi as f64 - lo as f64);
+            out.iter_mut()
+                .for_each(|p| *p = (lo + *p as f64 * span / 255.0).round() as u8);
+        }
         normalize(&mut out, self.normalize);
         Ok(out)
     }
@@ -409,8 +433,7 @@ mod tests {
     #[test]
     fn whole_image_mode_keeps_the_size() {
         let p = Preprocess {
-            crop_center: None,
-            crop_size: None,
+            whole_image: true,
             scale: 1.0,
             margin: 0.0,
             ..Default::default()

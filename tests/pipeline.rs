@@ -12,8 +12,7 @@ use tch::{Device, Kind};
 /// whole-image mode at scale 1 with margin 0.1 gives out 24×20 and cached 28×24 (zero border).
 fn small() -> Preprocess {
     Preprocess {
-        crop_center: None,
-        crop_size: None,
+        whole_image: true,
         scale: 1.0,
         margin: 0.1,
         ..Default::default()

@@ -1,0 +1,215 @@
+//! Scoring a checkpoint on a labelled set (MAE and median absolute error in months, or
+//! accuracy for the sex model; optional test-time augmentation), and predicting the
+//! bone age of single radiographs with exactly the training preprocessing.
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use polars::prelude::DataFrame;
+use rand::rngs::StdRng;
+use rand::SeedableRng;
+use serde::Serialize;
+use tch::{Device, Kind, Tensor};
+
+use crate::augment;
+use crate::cache::ImageCache;
+use crate::checkpoint::Checkpoint;
+use crate::dataset;
+use crate::error::{Error, Result};
+use crate::loader::{BatchLoader, LoaderConfig, Target, AGE_CENTER, AGE_SCALE};
+
+/// One image's prediction.
+#[derive(Clone, Debug, Serialize)]
+pub struct Prediction {
+    pub id: i64,
+    pub male: bool,
+    /// True bone age in months, when labelled.
+    pub boneage: Option<f64>,
+    /// Predicted bone age in months (age model) or P(male) (sex model).
+    pub predicted: f64,
+}
+
+/// The metrics `bone-age evaluate` prints.
+#[derive(Clone, Debug, Serialize)]
+pub struct Evaluation {
+    pub checkpoint: PathBuf,
+    pub images: usize,
+    pub target: Target,
+    pub mae_months: Option<f64>,
+    pub median_abs_error_months: Option<f64>,
+    pub accuracy: Option<f64>,
+    /// Augmented passes averaged with the plain one (0 = none).
+    pub tta: usize,
+    #[serde(skip)]
+    pub predictions: Vec<Prediction>,
+}
+
+/// Predicts every row of `frame` (cached under `cache_dir`), averaging `tta` augmented passes.
+pub fn evaluate(
+    ckpt: &Checkpoint,
+    frame: &DataFrame,
+    cache_dir: &Path,
+    tta: usize,
+    batch_size: usize,
+) -> Result<Evaluation> {
+    let cfg = &ckpt.meta.config;
+    let device = ckpt.vs.device();
+    let cache = ImageCache::open(frame, &cfg.preprocess, cache_dir)?;
+    let loader_cfg = LoaderConfig {
+        batch_size,
+        drop_last: false,
+        ..cfg.loader.clone()
+    };
+    let target = ckpt.model.config.target;
+    let loader = BatchLoader::new(
+        &cache,
+        frame,
+        target,
+        loader_cfg,
+        None,
+        device,
+        cfg.runtime.seed,
+    )?;
+    let mut rng = StdRng::seed_from_u64(cfg.runtime.seed);
+    let row_of: std::collections::HashMap<i64, usize> = cache
+        .ids
+        .iter()
+        .enumerate()
+        .map(|(i, &id)| (id, i))
+        .collect();
+    let (mut outputs, mut ids) = (
+        Vec::with_capacity(loader.len()),
+        Vec::with_capacity(loader.len()),
+    );
+    for batch in loader.epoch(0) {
+        ids.extend(batch.ids.iter().map(|id| (row_of[id], *id)));
+        let mut sum = ckpt.model.predict(&batch.images, Some(&batch.male));
+        if tta > 0 {
+            let rows = Tensor::from_slice(
+                &batch
+                    .ids
+                    .iter()
+                    .map(|id| row_of[id] as i64)
+                    .collect::<Vec<_>>(),
+            );
+            let raw = augment::on(device, cache.images.index_select(0, &rows));
+            for _ in 0..tta {
+                let params: Vec<_> = batch
+                    .ids
+                    .iter()
+                    .map(|_| cfg.augment.sample(&mut rng))
+                    .collect();
+                let x = augment::standardize(&augment::augment(&raw, cache.geometry.out, &params));
+                sum += ckpt.model.predict(&x, Some(&batch.male));
+            }
+        }
+        let mean = (sum / (tta + 1) as f64)
+            .to_kind(Kind::Double)
+            .to_device(Device::Cpu);
+        outputs.extend(Vec::<f64>::try_from(mean.flatten(0, 1))?);
+    }
+    let males = dataset::males(frame)?;
+    let ages = if frame.column("boneage").is_ok() {
+        Some(dataset::ages(frame)?)
+    } else {
+        None
+    };
+    let predictions: Vec<Prediction> = ids
+        .iter()
+        .zip(outputs)
+        .map(|(&(row, id), out)| Prediction {
+            id,
+            male: males[row],
+            boneage: ages.as_ref().map(|a| a[row]),
+            predicted: match target {
+                Target::Age => out * AGE_SCALE + AGE_CENTER,
+                Target::Sex => out,
+            },
+        })
+        .collect();
+    let mut abs: Vec<f64> = predictions
+        .iter()
+        .filter_map(|p| p.boneage.map(|a| (p.predicted - a).abs()))
+        .collect();
+    abs.sort_by(f64::total_cmp);
+    let labelled = target == Target::Age && !abs.is_empty();
+    Ok(Evaluation {
+        checkpoint: ckpt.path.clone(),
+        images: predictions.len(),
+        target,
+        mae_months: labelled.then(|| abs.iter().sum::<f64>() / abs.len() as f64),
+        median_abs_error_months: labelled
+            .then(|| crate::summary::AgeStats::of(&abs).map_or(f64::NAN, |s| s.median)),
+        accuracy: (target == Target::Sex).then(|| {
+            predictions
+                .iter()
+                .filter(|p| (p.predicted >= 0.5) == p.male)
+                .count() as f64
+                / predictions.len().max(1) as f64
+        }),
+        tta,
+        predictions,
+    })
+}
+
+/// Writes `id,male,boneage,predicted,abs_error` (age) or `id,male,p_male` (sex).
+pub fn write_predictions(eval: &Evaluation, path: &Path) -> Result<()> {
+    crate::checkpoint::atomic(path, |tmp| {
+        let mut f =
+            std::io::BufWriter::new(std::fs::File::create(tmp).map_err(|e| Error::io(tmp, e))?);
+        let io = |e| Error::io(tmp, e);
+        match eval.target {
+            Target::Age => {
+                writeln!(f, "id,male,boneage,predicted,abs_error").map_err(io)?;
+                for p in &eval.predictions {
+                    let (truth, err) = p.boneage.map_or((String::new(), String::new()), |a| {
+                        (a.to_string(), format!("{:.3}", (p.predicted - a).abs()))
+                    });
+                    writeln!(f, "{},{},{truth},{:.3},{err}", p.id, p.male, p.predicted)
+                        .map_err(io)?;
+                }
+            }
+            Target::Sex => {
+                writeln!(f, "id,male,p_male").map_err(io)?;
+                for p in &eval.predictions {
+                    writeln!(f, "{},{},{:.5}", p.id, p.male, p.predicted).map_err(io)?;
+                }
+            }
+        }
+        f.flush().map_err(io)
+    })
+}
+
+/// The bone age (months) of one radiograph file, through the checkpoint's own
+/// preprocessing. `male` is required when the model takes sex as an input.
+pub fn predict_file(ckpt: &Checkpoint, path: &Path, male: Option<bool>) -> Result<f64> {
+    let cfg = &ckpt.meta.config;
+    if ckpt.model.config.sex_input && male.is_none() {
+        return Err(Error::Invalid {
+            what: "prediction".into(),
+            message: "this model takes sex as an input: pass --sex M or --sex F".into(),
+        });
+    }
+    let img = cfg.preprocess.load(path)?;
+    let [h, w] = [img.height() as i64, img.width() as i64];
+    let raw = Tensor::from_data_size(img.as_raw(), &[1, 1, h, w], Kind::Uint8)
+        .to_device(ckpt.vs.device());
+    let out_hw = [
+        ckpt.meta.input_shape[1] as usize,
+        ckpt.meta.input_shape[2] as usize,
+    ];
+    let x = augment::standardize(&augment::center_crop(&raw, out_hw));
+    let m = Tensor::from_slice(&[male.unwrap_or(false) as u8 as f32])
+        .view([1, 1])
+        .to_device(ckpt.vs.device());
+    let y = f64::try_from(ckpt.model.predict(&x, Some(&m)).to_kind(Kind::Double))?;
+    Ok(match ckpt.model.config.target {
+        Target::Age => y * AGE_SCALE + AGE_CENTER,
+        Target::Sex => y,
+    })
+}
+
+/// "11 y 10 m" for 142 months.
+pub fn years_months(months: f64) -> String {
+    let total = months.round().max(0.0) as i64;
+    format!("{} y {} m", total / 12, total % 12)
+}
