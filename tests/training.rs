@@ -360,7 +360,7 @@ fn pytorch_m46_matches_our_outputs() {
         for _ in 0..3 {
             let x = Tensor::randn([6, 1, 128, 128], (Kind::Float, Device::Cpu)) * 2.0 + 0.5;
             let male = Tensor::from_slice(&[1f32, 0., 1., 0., 1., 1.]).view([6, 1]);
-            tch::no_grad(|| m.forward(&x, Some(&male), true));
+            let _ = tch::no_grad(|| m.forward(&x, Some(&male), true));
         }
         vs.freeze();
         let x = Tensor::randn([5, 1, 128, 128], (Kind::Float, Device::Cpu));
@@ -400,5 +400,34 @@ fn recipe_split_of_a_dataset_is_fold_10_of_10() {
     assert_eq!(
         dataset::ids(&val).unwrap(),
         dataset::ids(&ds.frame).unwrap()[90..]
+    );
+}
+
+#[test]
+fn the_sex_model_trains_with_bce_and_reports_accuracy() {
+    let _turn = serial();
+    let dir = tempfile::tempdir().unwrap();
+    let (data, mut config) = phantom(dir.path(), 40);
+    config.train.epochs = 1;
+    config.model.target = Target::Sex;
+    let run = dir.path().join("run");
+    let summary = bone_age::train(&config, &data, &run, &quiet(), |_| {}).unwrap();
+    let m = &summary.history[0];
+    assert!(m.val_mae_months.is_none());
+    let acc = m.val_accuracy.unwrap();
+    assert!((0.0..=1.0).contains(&acc));
+    let ckpt = Checkpoint::load(&summary.best, Device::Cpu).unwrap();
+    let (_, val) = bone_age::train::split_frames(&config, &data).unwrap();
+    let eval = bone_age::evaluate::evaluate(&ckpt, &val, &dir.path().join("cache"), 0, 8).unwrap();
+    assert!(
+        (eval.accuracy.unwrap() - acc).abs() < 1e-9,
+        "{:?} vs {acc}",
+        eval.accuracy
+    );
+    assert!(
+        eval.predictions
+            .iter()
+            .all(|p| (0.0..=1.0).contains(&p.predicted)),
+        "P(male) in [0, 1]"
     );
 }
