@@ -70,6 +70,7 @@ jupyter: ## start Jupyter with the Rust kernel in the background and print its U
 	token="$(JUPYTER_TOKEN)"; [ -n "$$token" ] || token="$$(python3 -c 'import secrets; print(secrets.token_hex(24))')"; \
 	$(ENV) nohup jupyter notebook --no-browser --ip=$(JUPYTER_IP) --port=$(JUPYTER_PORT) \
 	  --port-retries=0 --IdentityProvider.token="$$token" --ServerApp.root_dir="$(CURDIR)" \
+	  $$([ "$$(id -u)" = 0 ] && echo --allow-root) \
 	  > $(JUPYTER_LOG) 2>&1 & echo $$! > $(JUPYTER_PID); \
 	for i in $$(seq 60); do \
 	  grep -q "http://" $(JUPYTER_LOG) && break; \
