@@ -53,6 +53,9 @@ pub enum Error {
         message: String,
     },
 
+    #[error("download: {message}")]
+    Download { message: String },
+
     #[error("libtorch: {0}")]
     Torch(#[from] tch::TchError),
 }

@@ -8,6 +8,7 @@ pub mod cache;
 pub mod checkpoint;
 pub mod config;
 pub mod dataset;
+pub mod download;
 pub mod error;
 pub mod evaluate;
 pub mod folds;

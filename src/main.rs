@@ -60,8 +60,9 @@ enum Command {
     /// Datasets: inspect one, generate the built-in phantom set, prebuild the image cache.
     #[command(subcommand)]
     Data(DataCommand),
-    /// [not available yet] Download the RSNA data from Kaggle or a URL.
-    Download(Planned),
+    /// Download a dataset from Kaggle or a URL, resumably, and extract it.
+    #[command(subcommand)]
+    Download(DownloadCommand),
     /// Print the m46 layer table and parameter count for an input shape.
     Model {
         /// Input as C,H,W.
@@ -271,6 +272,40 @@ enum LayoutArg {
 }
 
 #[derive(Subcommand)]
+enum DownloadCommand {
+    /// A Kaggle dataset (or one file of it) through the Kaggle API.
+    ///
+    /// Credentials as the kaggle CLI finds them: KAGGLE_USERNAME/KAGGLE_KEY, else
+    /// $KAGGLE_CONFIG_DIR/kaggle.json, else ~/.kaggle/kaggle.json.
+    Kaggle {
+        /// OWNER/DATASET.
+        #[arg(default_value = "kmader/rsna-bone-age")]
+        dataset: String,
+        /// One file of the dataset instead of the whole archive.
+        #[arg(long)]
+        file: Option<String>,
+        /// Target directory (replaced only once the download is complete).
+        #[arg(long, value_name = "DIR")]
+        to: PathBuf,
+        /// API host.
+        #[arg(long, default_value = "https://www.kaggle.com", value_name = "URL")]
+        api_base: String,
+        /// Expected SHA-256 of the downloaded file.
+        #[arg(long, value_name = "HEX")]
+        sha256: Option<String>,
+    },
+    /// Any URL: a zip is extracted, another file is saved as is.
+    Url {
+        url: String,
+        #[arg(long, value_name = "DIR")]
+        to: PathBuf,
+        /// Expected SHA-256 of the downloaded file.
+        #[arg(long, value_name = "HEX")]
+        sha256: Option<String>,
+    },
+}
+
+#[derive(Subcommand)]
 enum BenchCommand {
     /// Data-pipeline throughput against OpenCV + albumentations (scripts/bench_peer.py).
     ///
@@ -333,14 +368,6 @@ impl DataSource {
     }
 }
 
-/// Accepts any arguments, so that a planned command reports itself instead of
-/// failing on its future flags.
-#[derive(Args)]
-struct Planned {
-    #[arg(trailing_var_arg = true, allow_hyphen_values = true, hide = true)]
-    _args: Vec<String>,
-}
-
 fn main() -> ExitCode {
     let cli = Cli::parse();
     init_tracing(cli.global.verbose);
@@ -366,7 +393,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
         }
         Command::Config => print!("{}", config.to_toml()),
         Command::Data(cmd) => data(cmd, &config)?,
-        Command::Download(_) => return Ok(not_yet("download")),
+        Command::Download(cmd) => download(cmd, &config)?,
         Command::Model {
             input_shape,
             sex_input,
@@ -562,6 +589,50 @@ fn predict(
     Ok(())
 }
 
+fn download(cmd: DownloadCommand, config: &Config) -> Result<()> {
+    use bone_age::download;
+    let to = match cmd {
+        DownloadCommand::Kaggle {
+            dataset,
+            file,
+            to,
+            api_base,
+            sha256,
+        } => {
+            let creds = download::Credentials::find()?;
+            let opts = download::Options {
+                sha256,
+                ..Default::default()
+            };
+            download::kaggle(&api_base, &dataset, file.as_deref(), &to, &creds, &opts)?
+        }
+        DownloadCommand::Url { url, to, sha256 } => download::url(
+            &url,
+            &to,
+            &download::Options {
+                sha256,
+                ..Default::default()
+            },
+        )?,
+    };
+    println!("downloaded to {}", to.display());
+    match Dataset::from_dir(&to, Split::Train, config.data.layout) {
+        Ok((layout, ds)) => println!("{}", Summary::of(&ds, Some(layout))?),
+        Err(_) => {
+            let mut names: Vec<String> = std::fs::read_dir(&to)?
+                .filter_map(|e| e.ok())
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .collect();
+            names.sort();
+            println!(
+                "no dataset layout recognised; contents: {}",
+                names.join(", ")
+            );
+        }
+    }
+    Ok(())
+}
+
 fn data(cmd: DataCommand, config: &Config) -> Result<()> {
     match cmd {
         DataCommand::Summary { source, json } => {
@@ -660,14 +731,6 @@ fn resolve_config(g: &GlobalArgs) -> Result<Config> {
         }
     }
     Ok(config)
-}
-
-fn not_yet(command: &str) -> ExitCode {
-    eprintln!(
-        "bone-age {command}: not available yet in bone-age {}. Nothing was run.",
-        env!("CARGO_PKG_VERSION")
-    );
-    ExitCode::from(2)
 }
 
 fn init_tracing(verbose: u8) {

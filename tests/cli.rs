@@ -135,19 +135,6 @@ fn bad_config_is_a_clear_error() {
 }
 
 #[test]
-fn planned_commands_say_so_and_print_nothing() {
-    let cmd = "download";
-    let out = bone_age(&[cmd, "--some-future-flag", "x"]);
-    assert_eq!(out.status.code(), Some(2), "{cmd}");
-    assert!(out.stdout.is_empty(), "{cmd} printed {:?}", stdout(&out));
-    assert!(
-        stderr(&out).contains("not available yet"),
-        "{cmd}: {}",
-        stderr(&out)
-    );
-}
-
-#[test]
 fn data_summary_phantom_and_cache_commands() {
     let dir = tempfile::tempdir().unwrap();
     let root = dir.path().join("phantom");
