@@ -31,4 +31,20 @@ fn main() {
     }
     // `bone-age doctor` reports which libtorch the binary was built against.
     println!("cargo:rustc-env=BONE_AGE_BUILD_LIBTORCH_LIB={lib}");
+
+    // The CUDA autocast dtype switch (bf16), against the same libtorch's headers.
+    println!("cargo:rerun-if-changed=csrc/autocast.cpp");
+    let include = Path::new(&lib).join("../include");
+    cc::Build::new()
+        .cpp(true)
+        .pic(true)
+        .warnings(false)
+        .include(&include)
+        .flag("-std=c++17")
+        .flag(format!(
+            "-D_GLIBCXX_USE_CXX11_ABI={}",
+            env::var("LIBTORCH_CXX11_ABI").unwrap_or_else(|_| "1".into())
+        ))
+        .file("csrc/autocast.cpp")
+        .compile("bone_age_autocast");
 }

@@ -6,7 +6,7 @@
 # squeezing intensities into 100–180 (a washed-out scanner).
 #   scripts/real_data_runs.sh [EPOCHS] [OUT]
 set -euo pipefail
-epochs=${1:-3}
+epochs=${1:-1}
 out=${2:-runs/rsna-128}
 data=../shared/data/rsna-128
 bin=target/release/bone-age
@@ -17,8 +17,13 @@ declare -A variants=(
   [percentile]="--set preprocess.normalize={method=\"percentile\",low=1.0,high=99.0}"
 )
 for name in recipe sex-input percentile; do
-  # shellcheck disable=SC2086
-  BONE_AGE_PROGRESS=0 $bin "${common[@]}" ${variants[$name]} train --data-dir $data --out "$out/$name" --epochs "$epochs"
+  # A run that exists is continued (--resume keeps its saved config and epoch budget).
+  if [ -f "$out/$name/last.safetensors" ]; then
+    BONE_AGE_PROGRESS=0 $bin train --out "$out/$name" --resume --data-dir $data
+  else
+    # shellcheck disable=SC2086
+    BONE_AGE_PROGRESS=0 $bin "${common[@]}" ${variants[$name]} train --data-dir $data --out "$out/$name" --epochs "$epochs"
+  fi
   for squeeze in "" "100,180"; do
     $bin "${common[@]}" evaluate --checkpoint "$out/$name/best.safetensors" --validation --data-dir $data \
       ${squeeze:+--squeeze $squeeze} --out "$out/$name/eval${squeeze:+-squeezed}" --json

@@ -41,7 +41,7 @@ pub struct TrainConfig {
     pub channels_last: bool,
     /// CUDA only: cuDNN autotuning.
     pub cudnn_benchmark: bool,
-    /// CUDA only: mixed precision through libtorch autocast (float16: tch 0.24 exposes no bf16 autocast).
+    /// CUDA only: bf16 mixed precision through libtorch autocast.
     pub autocast: bool,
 }
 
@@ -207,6 +207,9 @@ pub fn train(
             });
         }
     }
+    if device.is_cuda() && tc.autocast {
+        set_cuda_autocast_bf16(true);
+    }
     let mut events = EventWriter::create(run_dir)?;
 
     for epoch in start_epoch..=tc.epochs {
@@ -293,6 +296,24 @@ pub fn train(
         best,
         last,
     })
+}
+
+extern "C" {
+    fn bone_age_set_cuda_autocast_bf16(bf16: i32);
+    fn bone_age_cuda_autocast_is_bf16() -> i32;
+}
+
+/// Selects bfloat16 (else float16) as libtorch's CUDA autocast dtype; `tch::autocast`
+/// only switches autocast on and off (csrc/autocast.cpp).
+pub fn set_cuda_autocast_bf16(bf16: bool) {
+    // SAFETY: plain calls into libtorch's global autocast settings; no pointers cross.
+    unsafe { bone_age_set_cuda_autocast_bf16(i32::from(bf16)) }
+}
+
+/// Whether libtorch's CUDA autocast dtype is bfloat16.
+pub fn cuda_autocast_is_bf16() -> bool {
+    // SAFETY: as above.
+    unsafe { bone_age_cuda_autocast_is_bf16() != 0 }
 }
 
 /// Channels-last strides for a 4-d tensor (the permute–contiguous–permute idiom).
@@ -422,6 +443,14 @@ pub fn read_metrics(run_dir: &Path) -> Result<Vec<EpochMetrics>> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_autocast_dtype_switch_reaches_libtorch() {
+        set_cuda_autocast_bf16(true);
+        assert!(cuda_autocast_is_bf16());
+        set_cuda_autocast_bf16(false);
+        assert!(!cuda_autocast_is_bf16());
+    }
 
     #[test]
     fn schedules_are_functions_of_the_epoch() {
