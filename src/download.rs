@@ -159,12 +159,13 @@ pub fn kaggle(
     if let Some(f) = file {
         url = format!("{url}/{f}");
     }
-    fetch_and_extract(&url, Some(creds), to, opts)
+    // A whole dataset comes as a zip; a single --file may be anything.
+    fetch_and_extract(&url, Some(creds), to, opts, file.is_none())
 }
 
 /// Downloads any URL into `to` and extracts it when it is a zip.
 pub fn url(url: &str, to: &Path, opts: &Options) -> Result<PathBuf> {
-    fetch_and_extract(url, None, to, opts)
+    fetch_and_extract(url, None, to, opts, false)
 }
 
 fn fetch_and_extract(
@@ -172,6 +173,7 @@ fn fetch_and_extract(
     creds: Option<&Credentials>,
     to: &Path,
     opts: &Options,
+    require_zip: bool,
 ) -> Result<PathBuf> {
     if let Ok(text) = fs::read_to_string(to.join(MARKER)) {
         if serde_json::from_str::<serde_json::Value>(&text)
@@ -194,6 +196,12 @@ fn fetch_and_extract(
         .unwrap_or("download");
     let archive = parent.join(format!(".{name}.download"));
     transfer(url, creds, &archive, opts)?;
+    if require_zip && !is_zip(&archive) {
+        let _ = fs::remove_file(&archive);
+        return Err(err(format!(
+            "{url}: the response is not a zip archive (a dataset download should be one)"
+        )));
+    }
     if let Err(e) = extract(&archive, to, url) {
         let _ = fs::remove_file(&archive);
         return Err(err(format!("{url}: {e}")));
@@ -418,11 +426,7 @@ pub fn extract(archive: &Path, to: &Path, source: &str) -> Result<()> {
     ));
     let _ = fs::remove_dir_all(&tmp);
     fs::create_dir_all(&tmp).map_err(|e| Error::io(&tmp, e))?;
-    let mut magic = [0u8; 4];
-    let is_zip = File::open(archive)
-        .and_then(|mut f| f.read_exact(&mut magic))
-        .is_ok()
-        && &magic == b"PK\x03\x04";
+    let is_zip = is_zip(archive);
     let result = if is_zip {
         unzip(archive, &tmp)
     } else {
@@ -444,6 +448,15 @@ pub fn extract(archive: &Path, to: &Path, source: &str) -> Result<()> {
         fs::remove_dir_all(to).map_err(|e| Error::io(to, e))?;
     }
     fs::rename(&tmp, to).map_err(|e| Error::io(to, e))
+}
+
+/// Whether `path` starts with the zip local-file signature.
+fn is_zip(path: &Path) -> bool {
+    let mut magic = [0u8; 4];
+    File::open(path)
+        .and_then(|mut f| f.read_exact(&mut magic))
+        .is_ok()
+        && &magic == b"PK\x03\x04"
 }
 
 fn unzip(archive: &Path, into: &Path) -> Result<()> {
