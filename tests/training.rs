@@ -386,6 +386,7 @@ fn pytorch_m46_matches_our_outputs() {
             String::from_utf8_lossy(&res.stderr)
         );
         assert!(stdout.contains("max abs diff"), "{stdout}");
+        eprintln!("sex_input={sex_input}: {}", stdout.trim());
     }
 }
 
