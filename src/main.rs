@@ -80,59 +80,10 @@ enum Command {
     /// Writes config.toml, metrics.csv, TensorBoard events, best/last checkpoints
     /// (safetensors + JSON) and the optimizer state into --out. A killed run continues
     /// with --resume.
-    Train {
-        /// Dataset root (recipe or Kaggle layout) [config: paths.data_dir].
-        #[arg(long, value_name = "DIR")]
-        data_dir: Option<PathBuf>,
-        /// Run directory [default: <paths.runs_dir>/<timestamp>].
-        #[arg(long, value_name = "DIR")]
-        out: Option<PathBuf>,
-        /// Continue the run in --out from its last checkpoint.
-        #[arg(long, requires = "out")]
-        resume: bool,
-        /// Epochs [config: train.epochs].
-        #[arg(long)]
-        epochs: Option<usize>,
-        /// Learning rate [config: train.lr].
-        #[arg(long)]
-        lr: Option<f64>,
-        /// Batch size [config: loader.batch_size].
-        #[arg(long)]
-        batch_size: Option<usize>,
-        /// age or sex [config: model.target].
-        #[arg(long, value_enum)]
-        model_type: Option<TargetArg>,
-        /// Sex as an input [config: model.sex_input].
-        #[arg(long)]
-        sex_input: bool,
-        #[arg(long, hide = true)]
-        stop_after_epoch: Option<usize>,
-    },
+    Train(TrainArgs),
     /// Score a checkpoint on a labelled set: MAE and median absolute error (months), or
     /// accuracy for a sex model; writes a per-image predictions CSV.
-    Evaluate {
-        /// A `*.safetensors` checkpoint with its `.json` sidecar.
-        #[arg(long, value_name = "FILE")]
-        checkpoint: PathBuf,
-        #[command(flatten)]
-        source: DataSource,
-        /// The checkpoint's held-out validation fold of the train split instead of --split.
-        #[arg(long, conflicts_with_all = ["labels", "split"])]
-        validation: bool,
-        /// Average this many augmented passes with the plain one.
-        #[arg(long, default_value_t = 0)]
-        tta: usize,
-        /// Robustness check: squeeze intensities into LOW,HIGH (e.g. 100,180) before the
-        /// checkpoint's normalisation, imitating a washed-out scanner.
-        #[arg(long, value_name = "LOW,HIGH", value_parser = parse_squeeze)]
-        squeeze: Option<[u8; 2]>,
-        /// Where predictions.csv and metrics.json go [default: beside the checkpoint].
-        #[arg(long, value_name = "DIR")]
-        out: Option<PathBuf>,
-        /// Print the metrics as one JSON object.
-        #[arg(long)]
-        json: bool,
-    },
+    Evaluate(EvaluateArgs),
     /// Predict the bone age of radiographs (any format the pipeline reads).
     Predict {
         /// Image files.
@@ -147,6 +98,61 @@ enum Command {
     /// Benchmarks against a named peer on the same data.
     #[command(subcommand)]
     Bench(BenchCommand),
+}
+
+#[derive(Args)]
+struct TrainArgs {
+    /// Dataset root (recipe or Kaggle layout) [config: paths.data_dir].
+    #[arg(long, value_name = "DIR")]
+    data_dir: Option<PathBuf>,
+    /// Run directory [default: <paths.runs_dir>/<timestamp>].
+    #[arg(long, value_name = "DIR")]
+    out: Option<PathBuf>,
+    /// Continue the run in --out from its last checkpoint.
+    #[arg(long, requires = "out")]
+    resume: bool,
+    /// Epochs [config: train.epochs].
+    #[arg(long)]
+    epochs: Option<usize>,
+    /// Learning rate [config: train.lr].
+    #[arg(long)]
+    lr: Option<f64>,
+    /// Batch size [config: loader.batch_size].
+    #[arg(long)]
+    batch_size: Option<usize>,
+    /// age or sex [config: model.target].
+    #[arg(long, value_enum)]
+    model_type: Option<TargetArg>,
+    /// Sex as an input [config: model.sex_input].
+    #[arg(long)]
+    sex_input: bool,
+    #[arg(long, hide = true)]
+    stop_after_epoch: Option<usize>,
+}
+
+#[derive(Args)]
+struct EvaluateArgs {
+    /// A `*.safetensors` checkpoint with its `.json` sidecar.
+    #[arg(long, value_name = "FILE")]
+    checkpoint: PathBuf,
+    #[command(flatten)]
+    source: DataSource,
+    /// The checkpoint's held-out validation fold of the train split instead of --split.
+    #[arg(long, conflicts_with_all = ["labels", "split"])]
+    validation: bool,
+    /// Average this many augmented passes with the plain one.
+    #[arg(long, default_value_t = 0)]
+    tta: usize,
+    /// Robustness check: squeeze intensities into LOW,HIGH (e.g. 100,180) before the
+    /// checkpoint's normalisation, imitating a washed-out scanner.
+    #[arg(long, value_name = "LOW,HIGH", value_parser = parse_squeeze)]
+    squeeze: Option<[u8; 2]>,
+    /// Where predictions.csv and metrics.json go [default: beside the checkpoint].
+    #[arg(long, value_name = "DIR")]
+    out: Option<PathBuf>,
+    /// Print the metrics as one JSON object.
+    #[arg(long)]
+    json: bool,
 }
 
 #[derive(Subcommand)]
@@ -399,8 +405,8 @@ fn run(cli: Cli) -> Result<ExitCode> {
             sex_input,
             model_type,
         } => model(input_shape, sex_input, model_type)?,
-        cmd @ Command::Train { .. } => train(cmd, config)?,
-        cmd @ Command::Evaluate { .. } => evaluate(cmd, &config)?,
+        Command::Train(args) => train(args, config)?,
+        Command::Evaluate(args) => evaluate(args, &config)?,
         Command::Predict {
             images,
             checkpoint,
@@ -434,8 +440,8 @@ fn model(input: [i64; 3], sex_input: bool, target: TargetArg) -> Result<()> {
     Ok(())
 }
 
-fn train(cmd: Command, mut config: Config) -> Result<()> {
-    let Command::Train {
+fn train(args: TrainArgs, mut config: Config) -> Result<()> {
+    let TrainArgs {
         data_dir,
         out,
         resume,
@@ -445,10 +451,7 @@ fn train(cmd: Command, mut config: Config) -> Result<()> {
         model_type,
         sex_input,
         stop_after_epoch,
-    } = cmd
-    else {
-        unreachable!()
-    };
+    } = args;
     if let Some(e) = epochs {
         config.train.epochs = e;
     }
@@ -504,8 +507,8 @@ fn train(cmd: Command, mut config: Config) -> Result<()> {
     Ok(())
 }
 
-fn evaluate(cmd: Command, config: &Config) -> Result<()> {
-    let Command::Evaluate {
+fn evaluate(args: EvaluateArgs, config: &Config) -> Result<()> {
+    let EvaluateArgs {
         checkpoint,
         source,
         validation,
@@ -513,10 +516,7 @@ fn evaluate(cmd: Command, config: &Config) -> Result<()> {
         squeeze,
         out,
         json,
-    } = cmd
-    else {
-        unreachable!()
-    };
+    } = args;
     let device = bone_age::runtime::init(config)?;
     let mut ckpt = Checkpoint::load(&checkpoint, device)?;
     ckpt.meta.config.preprocess.squeeze = squeeze;
