@@ -59,7 +59,7 @@ pub fn pipeline(
 ) -> Result<PipelineReport> {
     let (_, ds) = Dataset::from_dir(data_dir, dataset::Split::Train, None)?;
     let paths = dataset::paths(&ds.frame)?;
-    let first = crate::transforms::decode_gray(&paths[0], pre.max_pixels)?;
+    let input_size = crate::transforms::dimensions(&paths[0])?;
     let decode_pass = |threads: usize| -> Result<f64> {
         let pool = rayon::ThreadPoolBuilder::new()
             .num_threads(threads)
@@ -109,7 +109,7 @@ pub fn pipeline(
     Ok(PipelineReport {
         data_dir: data_dir.to_path_buf(),
         images: paths.len(),
-        input_size: [first.height(), first.width()],
+        input_size,
         cached_size: cache.geometry.cached,
         out_size: cache.geometry.out,
         cores,

@@ -121,8 +121,10 @@ pub fn cache_key(paths: &[PathBuf], pre: &Preprocess) -> Result<String> {
 /// Every unreadable image is reported (not just the first), naming each file.
 fn build(paths: &[PathBuf], pre: &Preprocess) -> Result<(Vec<u8>, Geometry)> {
     // The first image fixes the size (it matters only in whole-image mode).
-    let first = crate::transforms::decode_gray(&paths[0], pre.max_pixels)?;
-    let geometry = pre.geometry(pre.fit.unwrap_or([first.height(), first.width()]));
+    let geometry = match pre.fit {
+        Some(fit) => pre.geometry(fit),
+        None => pre.geometry(crate::transforms::dimensions(&paths[0])?),
+    };
     let per = geometry.cached[0] * geometry.cached[1];
     let mut pixels = vec![0u8; per * paths.len()];
     let errors: Vec<Error> = pixels

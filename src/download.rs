@@ -369,16 +369,8 @@ fn write_body(
     } else {
         0
     };
-    let bar = indicatif::ProgressBar::new(total.unwrap_or(0));
-    bar.set_style(
-        indicatif::ProgressStyle::with_template(
-            "{msg} [{bar:30}] {bytes}/{total_bytes} {bytes_per_sec} ETA {eta}",
-        )
-        .expect("valid template")
-        .progress_chars("=> "),
-    );
-    bar.set_message("download");
-    if !opts.progress || std::env::var("BONE_AGE_PROGRESS").is_ok_and(|v| v == "0") {
+    let bar = crate::progress::bytes(total.unwrap_or(0), "download");
+    if !opts.progress {
         bar.set_draw_target(indicatif::ProgressDrawTarget::hidden());
     }
     bar.set_position(have);

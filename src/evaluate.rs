@@ -126,19 +126,17 @@ pub fn evaluate(
             },
         })
         .collect();
-    let mut abs: Vec<f64> = predictions
+    let abs: Vec<f64> = predictions
         .iter()
         .filter_map(|p| p.boneage.map(|a| (p.predicted - a).abs()))
         .collect();
-    abs.sort_by(f64::total_cmp);
-    let labelled = target == Target::Age && !abs.is_empty();
+    let errors = crate::summary::AgeStats::of(&abs).filter(|_| target == Target::Age);
     Ok(Evaluation {
         checkpoint: ckpt.path.clone(),
         images: predictions.len(),
         target,
-        mae_months: labelled.then(|| abs.iter().sum::<f64>() / abs.len() as f64),
-        median_abs_error_months: labelled
-            .then(|| crate::summary::AgeStats::of(&abs).map_or(f64::NAN, |s| s.median)),
+        mae_months: errors.as_ref().map(|s| s.mean),
+        median_abs_error_months: errors.as_ref().map(|s| s.median),
         accuracy: (target == Target::Sex).then(|| {
             predictions
                 .iter()

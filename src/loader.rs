@@ -7,7 +7,7 @@ use rand::rngs::StdRng;
 use rand::seq::SliceRandom;
 use rand::SeedableRng;
 use serde::{Deserialize, Serialize};
-use tch::{Device, Kind, Tensor};
+use tch::{Device, Tensor};
 
 use crate::augment::{self, AugmentConfig};
 use crate::cache::ImageCache;
@@ -200,10 +200,5 @@ impl BatchLoader {
             male: augment::on(self.device, self.male.index_select(0, &index)),
             ids: rows.iter().map(|&r| self.ids[r as usize]).collect(),
         }
-    }
-
-    /// All rows as one standardised, un-augmented `[N, 1, H, W]` tensor (small sets only).
-    pub fn all_images(&self) -> Tensor {
-        augment::standardize(&augment::center_crop(&self.images, self.out)).to_kind(Kind::Float)
     }
 }

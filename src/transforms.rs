@@ -194,6 +194,24 @@ pub fn fit_box(h: u32, w: u32, target: [u32; 2]) -> (u32, u32, u32, u32) {
     (nh, nw, (target[0] - nh) / 2, (target[1] - nw) / 2)
 }
 
+/// A reader for `path` with the format guessed from its content.
+fn open_image(path: &Path) -> Result<image::ImageReader<std::io::BufReader<std::fs::File>>> {
+    image::ImageReader::open(path)
+        .and_then(|r| r.with_guessed_format())
+        .map_err(|e| Error::io(path, e))
+}
+
+/// An image's [H, W] from its header alone (nothing is decoded).
+pub fn dimensions(path: &Path) -> Result<[u32; 2]> {
+    let (w, h) = open_image(path)?
+        .into_dimensions()
+        .map_err(|e| Error::Image {
+            path: path.to_path_buf(),
+            message: format!("not a readable image: {e}"),
+        })?;
+    Ok([h, w])
+}
+
 /// Decodes a PNG or JPEG to 8-bit grayscale: RGB(A) and palette images by luminance,
 /// 16-bit images by stretching their own min–max range to 0–255 (12-bit data would
 /// otherwise come out nearly black). Refuses images over `max_pixels`.
@@ -202,15 +220,8 @@ pub fn decode_gray(path: &Path, max_pixels: u64) -> Result<GrayImage> {
         path: path.to_path_buf(),
         message,
     };
-    let open = || -> Result<_> {
-        image::ImageReader::open(path)
-            .and_then(|r| r.with_guessed_format())
-            .map_err(|e| Error::io(path, e))
-    };
     // Read the header alone first, so a huge image is refused before any allocation.
-    let (w, h) = open()?
-        .into_dimensions()
-        .map_err(|e| bad(format!("not a readable image: {e}")))?;
+    let [h, w] = dimensions(path)?;
     let pixels = w as u64 * h as u64;
     if pixels > max_pixels {
         return Err(bad(format!(
@@ -218,7 +229,7 @@ pub fn decode_gray(path: &Path, max_pixels: u64) -> Result<GrayImage> {
              refusing to decode (possible decompression bomb)"
         )));
     }
-    let mut reader = open()?;
+    let mut reader = open_image(path)?;
     let mut limits = image::Limits::default();
     limits.max_image_width = Some(w);
     limits.max_image_height = Some(h);
