@@ -191,6 +191,40 @@ pub fn standardize(x: &Tensor) -> Tensor {
     x * (255.0 / 127.5) - 1.0
 }
 
+/// `n` augmented views of one cached image (crop plus margin, u8) as training draws
+/// them, with the parameters drawn for each: for looking at what augmentation does.
+pub fn samples(
+    cached: &image::GrayImage,
+    out: [usize; 2],
+    config: &AugmentConfig,
+    n: usize,
+    seed: u64,
+) -> crate::Result<Vec<(AugmentParams, image::GrayImage)>> {
+    use rand::SeedableRng;
+    let (h, w) = (cached.height() as i64, cached.width() as i64);
+    if out[0] as i64 > h || out[1] as i64 > w {
+        return Err(crate::Error::Invalid {
+            what: "augmentation sample".into(),
+            message: format!("output {out:?} is larger than the {h}×{w} image"),
+        });
+    }
+    let mut rng = StdRng::seed_from_u64(seed);
+    let params: Vec<_> = (0..n).map(|_| config.sample(&mut rng)).collect();
+    let x = Tensor::from_data_size(cached.as_raw(), &[1, 1, h, w], Kind::Uint8)
+        .expand([n as i64, 1, h, w], false); // [N, 1, Hc, Wc]
+    let y = (augment(&x, out, &params) * 255.0)
+        .round()
+        .to_kind(Kind::Uint8); // [N, 1, H, W]
+    let mut views = Vec::with_capacity(n);
+    for (i, p) in params.into_iter().enumerate() {
+        let pixels = Vec::<u8>::try_from(y.get(i as i64).flatten(0, -1))?;
+        let img = image::GrayImage::from_raw(out[1] as u32, out[0] as u32, pixels)
+            .expect("tensor size matches the image");
+        views.push((p, img));
+    }
+    Ok(views)
+}
+
 /// Puts a CPU tensor on `device` (no-op on CPU).
 pub fn on(device: Device, t: Tensor) -> Tensor {
     if device == Device::Cpu {

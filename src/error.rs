@@ -56,6 +56,9 @@ pub enum Error {
     #[error("download: {message}")]
     Download { message: String },
 
+    #[error("plot: {0}")]
+    Plot(String),
+
     #[error("libtorch: {0}")]
     Torch(#[from] tch::TchError),
 }

@@ -177,6 +177,66 @@ pub fn write_predictions(eval: &Evaluation, path: &Path) -> Result<()> {
     })
 }
 
+/// Reads a `predictions.csv` written by [`write_predictions`] for an age model.
+pub fn read_predictions(path: &Path) -> Result<Vec<Prediction>> {
+    let mut reader = csv::Reader::from_path(path).map_err(|e| Error::Dataset {
+        path: path.to_path_buf(),
+        message: e.to_string(),
+    })?;
+    let mut out = Vec::new();
+    for (i, row) in reader.records().enumerate() {
+        let bad = |message: String| Error::Csv {
+            path: path.to_path_buf(),
+            line: i + 2,
+            message,
+        };
+        let row = row.map_err(|e| bad(e.to_string()))?;
+        let field = |k: usize| row.get(k).unwrap_or("").trim();
+        if row.len() < 4 {
+            return Err(bad(format!(
+                "expected id,male,boneage,predicted[,abs_error] (an age model's predictions), got {} fields",
+                row.len()
+            )));
+        }
+        let num = |k: usize| {
+            field(k)
+                .parse::<f64>()
+                .map_err(|_| bad(format!("column {}: {:?} is not a number", k + 1, field(k))))
+        };
+        out.push(Prediction {
+            id: num(0)? as i64,
+            male: field(1).eq_ignore_ascii_case("true"),
+            boneage: if field(2).is_empty() {
+                None
+            } else {
+                Some(num(2)?)
+            },
+            predicted: num(3)?,
+        });
+    }
+    Ok(out)
+}
+
+/// Draws `scatter.png` and `residuals.png` (age models with labels) into `dir`; returns
+/// the files written (none for a sex model or an unlabelled set).
+pub fn write_plots(eval: &Evaluation, dir: &Path) -> Result<Vec<PathBuf>> {
+    use crate::plot::{save, PredictionScatter, Residuals};
+    if eval.target != Target::Age || eval.mae_months.is_none() {
+        return Ok(Vec::new());
+    }
+    let predictions = eval.predictions.clone();
+    let (scatter, residuals) = (dir.join("scatter.png"), dir.join("residuals.png"));
+    save(
+        &PredictionScatter {
+            predictions: predictions.clone(),
+        },
+        &scatter,
+        None,
+    )?;
+    save(&Residuals { predictions }, &residuals, None)?;
+    Ok(vec![scatter, residuals])
+}
+
 /// The bone age (months) of one radiograph file, through the checkpoint's own
 /// preprocessing. `male` is required when the model takes sex as an input.
 pub fn predict_file(ckpt: &Checkpoint, path: &Path, male: Option<bool>) -> Result<f64> {

@@ -16,6 +16,7 @@ pub mod loader;
 pub mod model;
 pub mod optim;
 pub mod phantom;
+pub mod plot;
 pub mod progress;
 pub mod runtime;
 pub mod summary;

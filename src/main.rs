@@ -10,6 +10,8 @@ use bone_age::{
 };
 use clap::{ArgAction, Args, Parser, Subcommand, ValueEnum};
 
+mod cli;
+
 /// Pediatric bone age from left-hand radiographs: the m46 recipe
 /// (Iglovikov et al., DLMIA 2018; RSNA 2017 challenge data) in Rust on libtorch.
 #[derive(Parser)]
@@ -77,12 +79,13 @@ enum Command {
     },
     /// Train m46 (the recipe by default; see configs/) into a run directory.
     ///
-    /// Writes config.toml, metrics.csv, TensorBoard events, best/last checkpoints
-    /// (safetensors + JSON) and the optimizer state into --out. A killed run continues
+    /// Writes config.toml, metrics.csv, curves.png, TensorBoard events, best/last
+    /// checkpoints (safetensors + JSON) and the optimizer state into --out. A killed run continues
     /// with --resume.
     Train(TrainArgs),
     /// Score a checkpoint on a labelled set: MAE and median absolute error (months), or
-    /// accuracy for a sex model; writes a per-image predictions CSV.
+    /// accuracy for a sex model; writes predictions.csv, metrics.json and, for an age
+    /// model, scatter.png (predicted vs true) and residuals.png (Bland–Altman style).
     Evaluate(EvaluateArgs),
     /// Predict the bone age of radiographs (any format the pipeline reads).
     Predict {
@@ -95,6 +98,9 @@ enum Command {
         #[arg(long, value_parser = parse_sex)]
         sex: Option<bool>,
     },
+    /// Figures as PNG or SVG files: data, augmentation, training curves, evaluation.
+    #[command(subcommand)]
+    Plot(cli::plot::PlotCommand),
     /// Benchmarks against a named peer on the same data.
     #[command(subcommand)]
     Bench(BenchCommand),
@@ -147,7 +153,7 @@ struct EvaluateArgs {
     /// checkpoint's normalisation, imitating a washed-out scanner.
     #[arg(long, value_name = "LOW,HIGH", value_parser = parse_squeeze)]
     squeeze: Option<[u8; 2]>,
-    /// Where predictions.csv and metrics.json go [default: beside the checkpoint].
+    /// Where predictions.csv, metrics.json and the figures go [default: <checkpoint dir>/evaluation].
     #[arg(long, value_name = "DIR")]
     out: Option<PathBuf>,
     /// Print the metrics as one JSON object.
@@ -191,7 +197,7 @@ enum DataCommand {
 }
 
 #[derive(Args)]
-struct DataSource {
+pub(crate) struct DataSource {
     /// Dataset root [config: paths.data_dir].
     #[arg(long, value_name = "DIR")]
     data_dir: Option<PathBuf>,
@@ -352,7 +358,7 @@ fn parse_hw(s: &str) -> Result<[u32; 2], String> {
 }
 
 impl DataSource {
-    fn load(&self, config: &Config) -> Result<(Option<Layout>, Dataset)> {
+    pub(crate) fn load(&self, config: &Config) -> Result<(Option<Layout>, Dataset)> {
         if let (Some(csv), Some(images)) = (&self.labels, &self.images) {
             return Ok((None, Dataset::from_csv(csv, images)?));
         }
@@ -412,6 +418,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
             checkpoint,
             sex,
         } => predict(&images, &checkpoint, sex, &config)?,
+        Command::Plot(cmd) => cli::plot::run(cmd, &config)?,
         Command::Bench(cmd) => bench(cmd, &config)?,
     }
     Ok(ExitCode::SUCCESS)
@@ -539,6 +546,7 @@ fn evaluate(args: EvaluateArgs, config: &Config) -> Result<()> {
     std::fs::create_dir_all(&out).with_context(|| format!("creating {}", out.display()))?;
     bone_age::evaluate::write_predictions(&eval, &out.join("predictions.csv"))?;
     std::fs::write(out.join("metrics.json"), serde_json::to_vec_pretty(&eval)?)?;
+    let figures = bone_age::evaluate::write_plots(&eval, &out)?;
     if json {
         println!("{}", serde_json::to_string(&eval)?);
         return Ok(());
@@ -564,6 +572,9 @@ fn evaluate(args: EvaluateArgs, config: &Config) -> Result<()> {
         "predictions       {}",
         out.join("predictions.csv").display()
     );
+    for f in figures {
+        println!("figure            {}", f.display());
+    }
     Ok(())
 }
 

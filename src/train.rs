@@ -4,7 +4,7 @@
 //! Each epoch reports train/validation loss, validation MAE (months) or accuracy, time
 //! and images/s, and appends them to `metrics.csv` and TensorBoard events in the run
 //! directory, which also holds the resolved `config.toml`, `best.*` and `last.*`
-//! checkpoints and the optimizer state. A killed run continues with `resume`: weights,
+//! checkpoints, the optimizer state and `curves.png` (redrawn every epoch). A killed run continues with `resume`: weights,
 //! Adam moments and the epoch counter are restored, and every random stream is a
 //! function of (seed, epoch), so on the CPU the resumed run ends with the same weights.
 use std::io::Write;
@@ -276,6 +276,13 @@ pub fn train(
         opt.save(&optim_path)?;
         history.push(metrics.clone());
         write_metrics(run_dir, &history)?;
+        // A figure is a convenience: failing to draw it must not stop training.
+        let curves = crate::plot::TrainingCurves {
+            history: history.clone(),
+        };
+        if let Err(e) = crate::plot::save(&curves, &run_dir.join("curves.png"), None) {
+            tracing::warn!("training curves not drawn: {e}");
+        }
         let mut scalars = vec![
             ("loss/train", metrics.train_loss),
             ("loss/val", val_loss),

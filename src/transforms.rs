@@ -72,6 +72,17 @@ impl Default for Preprocess {
     }
 }
 
+/// Where the crop falls in an original radiograph, as `[top, left, height, width]` in
+/// original pixels (fractional; parts may lie outside the image, which is zero-filled).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct CropRegions {
+    /// The network's input window (the centre crop, before augmentation).
+    pub crop: [f64; 4],
+    /// The cached window: the crop plus the augmentation margin.
+    pub cached: [f64; 4],
+    pub geometry: Geometry,
+}
+
 /// Sizes derived from [`Preprocess`] for an input of a given size.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Geometry {
@@ -143,13 +154,9 @@ impl Preprocess {
         })
     }
 
-    /// Fit, crop with margin, scale and normalise an already decoded image.
-    ///
-    /// Fitting, cropping and scaling compose into one resampling of the original: fitting
-    /// is a per-axis scale plus a padding offset, so the crop window maps back onto the
-    /// original and no full-size intermediate image is made.
-    pub fn apply(&self, img: &GrayImage) -> Result<GrayImage> {
-        let (h0, w0) = (img.height(), img.width());
+    /// Where the crop falls in an original image of `original_hw` [H, W] (before `fit`).
+    pub fn regions(&self, original_hw: [u32; 2]) -> CropRegions {
+        let [h0, w0] = original_hw;
         // fitted = offset + factor · original, per axis [y, x].
         let (hw, factor, offset) = match self.fit {
             Some(target) => {
@@ -162,17 +169,36 @@ impl Preprocess {
             }
             None => ([h0, w0], [1.0, 1.0], [0.0, 0.0]),
         };
-        let g = self.geometry(hw);
+        let geometry = self.geometry(hw);
         let crop = self.crop_hw().unwrap_or(hw).map(f64::from);
         let center = match (self.whole_image, self.crop_center) {
             (false, Some(c)) => c,
             _ => [hw[0] as f64 / 2.0, hw[1] as f64 / 2.0],
         };
-        // The region (in fitted coordinates) that maps onto the cached size, then in the original's.
-        let region = [0, 1].map(|i| crop[i] * g.cached[i] as f64 / g.out[i] as f64);
-        let start =
-            [0, 1].map(|i| ((center[i] - region[i] / 2.0 - offset[i]) / factor[i]).round() as i64);
-        let size = [0, 1].map(|i| (region[i] / factor[i]).round().max(1.0) as u32);
+        // A window of `size` (fitted pixels) around the centre, in the original's coordinates.
+        let window = |size: [f64; 2]| {
+            let start = [0, 1].map(|i| (center[i] - size[i] / 2.0 - offset[i]) / factor[i]);
+            [start[0], start[1], size[0] / factor[0], size[1] / factor[1]]
+        };
+        // The region that maps onto the cached size: the crop plus the margin.
+        let cached = [0, 1].map(|i| crop[i] * geometry.cached[i] as f64 / geometry.out[i] as f64);
+        CropRegions {
+            crop: window(crop),
+            cached: window(cached),
+            geometry,
+        }
+    }
+
+    /// Fit, crop with margin, scale and normalise an already decoded image.
+    ///
+    /// Fitting, cropping and scaling compose into one resampling of the original: fitting
+    /// is a per-axis scale plus a padding offset, so the crop window maps back onto the
+    /// original and no full-size intermediate image is made.
+    pub fn apply(&self, img: &GrayImage) -> Result<GrayImage> {
+        let r = self.regions([img.height(), img.width()]);
+        let g = r.geometry;
+        let start = [r.cached[0].round() as i64, r.cached[1].round() as i64];
+        let size = [2, 3].map(|i| r.cached[i].round().max(1.0) as u32);
         let cropped = crop_padded(img, start[0], start[1], size);
         let mut out = resize(&cropped, g.cached[1] as u32, g.cached[0] as u32)?;
         if let Some([lo, hi]) = self.squeeze {

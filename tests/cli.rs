@@ -337,6 +337,46 @@ fn model_train_evaluate_predict_commands() {
     let csv = std::fs::read_to_string(eval_dir.join("predictions.csv")).unwrap();
     assert_eq!(csv.lines().count(), 9);
     assert!(csv.starts_with("id,male,boneage,predicted,abs_error"));
+    for f in ["scatter.png", "residuals.png"] {
+        assert!(image::image_dimensions(eval_dir.join(f)).is_ok(), "{f}");
+    }
+    // The same figures as SVG from the predictions file, and the curves of the run.
+    let p = eval_dir.join("predictions.csv");
+    let svg_dir = dir.path().join("svg");
+    let s = svg_dir.to_str().unwrap();
+    ok(&bone_age(&[
+        "plot",
+        "evaluation",
+        p.to_str().unwrap(),
+        "--out-dir",
+        s,
+        "--format",
+        "svg",
+    ]));
+    let scatter = std::fs::read_to_string(svg_dir.join("scatter.svg")).unwrap();
+    let mae = m["mae_months"].as_f64().unwrap();
+    assert!(
+        scatter.contains(&format!("MAE {mae:.2} months (n = 8)")),
+        "the evaluation's MAE"
+    );
+    let curves = dir.path().join("curves.svg");
+    let r = run.to_str().unwrap();
+    ok(&bone_age(&[
+        "plot",
+        "curves",
+        r,
+        "--out",
+        curves.to_str().unwrap(),
+    ]));
+    assert!(std::fs::read_to_string(&curves)
+        .unwrap()
+        .contains("Validation MAE"));
+    let bad = bone_age(&["plot", "evaluation", d]);
+    assert!(
+        !bad.status.success() && stderr(&bad).contains(d),
+        "{}",
+        stderr(&bad)
+    );
 
     let img = data.join("test/41.png");
     let out = bone_age(&[

@@ -186,10 +186,15 @@ fn phantom_training_beats_the_mean_predictor_then_evaluates_and_predicts() {
         "best.json",
         "last.safetensors",
         "last.json",
+        "curves.png",
     ] {
         assert!(run.join(f).exists(), "{f}");
     }
     assert_eq!(bone_age::train::read_metrics(&run).unwrap().len(), 15);
+    assert_eq!(
+        image::image_dimensions(run.join("curves.png")).unwrap(),
+        (1000, 400)
+    );
 
     // Evaluate the best checkpoint on the validation fold: the same MAE as training saw.
     let ckpt = Checkpoint::load(&summary.best, Device::Cpu).unwrap();

@@ -1,0 +1,376 @@
+//! Charts: the bone-age distribution by sex, training curves from `metrics.csv`, and
+//! the two views of a labelled evaluation (predicted vs true, residuals by age).
+use std::path::Path;
+
+use plotters::coord::types::RangedCoordf64;
+use plotters::coord::Shift;
+use plotters::prelude::*;
+use polars::prelude::DataFrame;
+
+use super::{font, plot_err, Plot, FEMALE, MALE};
+use crate::checkpoint::EpochMetrics;
+use crate::error::{Error, Result};
+use crate::evaluate::Prediction;
+use crate::summary::AgeStats;
+
+/// Bone ages (months) by sex, binned by year: the original's "Analyze gender distribution".
+#[derive(Clone, Debug)]
+pub struct AgeHistogram {
+    pub ages_months: Vec<f64>,
+    pub males: Vec<bool>,
+    pub title: String,
+}
+
+impl AgeHistogram {
+    /// The histogram of a labelled annotation frame (`boneage`, `male` columns).
+    pub fn of(frame: &DataFrame) -> Result<AgeHistogram> {
+        Ok(AgeHistogram {
+            ages_months: crate::dataset::ages(frame)?,
+            males: crate::dataset::males(frame)?,
+            title: "Bone age by sex".into(),
+        })
+    }
+
+    /// Counts per one-year bin `[female, male]`, for bins 0..=last full year.
+    pub fn counts(&self) -> Vec<[usize; 2]> {
+        let years = |m: f64| (m / 12.0).floor().max(0.0) as usize;
+        let n = self
+            .ages_months
+            .iter()
+            .map(|&m| years(m))
+            .max()
+            .map_or(0, |y| y + 1);
+        let mut bins = vec![[0usize; 2]; n];
+        for (&age, &male) in self.ages_months.iter().zip(&self.males) {
+            bins[years(age)][male as usize] += 1;
+        }
+        bins
+    }
+}
+
+impl Plot for AgeHistogram {
+    fn size(&self) -> (u32, u32) {
+        (900, 450)
+    }
+
+    fn draw<DB: DrawingBackend>(&self, area: &DrawingArea<DB, Shift>) -> Result<()> {
+        let bins = self.counts();
+        let top = bins.iter().flatten().copied().max().unwrap_or(1).max(1) as f64 * 1.15;
+        let mut chart = ChartBuilder::on(area)
+            .caption(&self.title, font(20.0))
+            .margin(12)
+            .x_label_area_size(40)
+            .y_label_area_size(55)
+            .build_cartesian_2d(0.0..bins.len().max(1) as f64, 0.0..top)
+            .map_err(plot_err)?;
+        chart
+            .configure_mesh()
+            .disable_x_mesh()
+            .x_desc("bone age (years)")
+            .y_desc("radiographs")
+            .x_labels(bins.len().clamp(2, 20))
+            .x_label_formatter(&|x| format!("{x:.0}"))
+            .y_label_formatter(&|y| format!("{y:.0}"))
+            .label_style(font(13.0))
+            .axis_desc_style(font(14.0))
+            .draw()
+            .map_err(plot_err)?;
+        for (sex, colour, name) in [(0, FEMALE, "female"), (1, MALE, "male")] {
+            let ages: Vec<f64> = (self.ages_months.iter().zip(&self.males))
+                .filter(|(_, &m)| m as usize == sex)
+                .map(|(&a, _)| a)
+                .collect();
+            let label = match AgeStats::of(&ages) {
+                Some(s) => format!("{name}: n = {}, mean {:.1} y", s.count, s.mean / 12.0),
+                None => format!("{name}: n = 0"),
+            };
+            let x0 = sex as f64 * 0.45 + 0.05;
+            chart
+                .draw_series(bins.iter().enumerate().map(|(y, c)| {
+                    let x = y as f64 + x0;
+                    Rectangle::new([(x, 0.0), (x + 0.45, c[sex] as f64)], colour.filled())
+                }))
+                .map_err(plot_err)?
+                .label(label)
+                .legend(move |(x, y)| {
+                    Rectangle::new([(x, y - 5), (x + 12, y + 5)], colour.filled())
+                });
+        }
+        legend(&mut chart, SeriesLabelPosition::UpperRight)
+    }
+}
+
+/// Loss and validation score per epoch, from a run's `metrics.csv`.
+#[derive(Clone, Debug)]
+pub struct TrainingCurves {
+    pub history: Vec<EpochMetrics>,
+}
+
+impl TrainingCurves {
+    /// The curves of the run in `run_dir`.
+    pub fn read(run_dir: &Path) -> Result<TrainingCurves> {
+        let history = crate::train::read_metrics(run_dir)?;
+        if history.is_empty() {
+            return Err(Error::Dataset {
+                path: run_dir.join("metrics.csv"),
+                message: "no epochs recorded yet".into(),
+            });
+        }
+        Ok(TrainingCurves { history })
+    }
+}
+
+impl Plot for TrainingCurves {
+    fn size(&self) -> (u32, u32) {
+        (1000, 400)
+    }
+
+    fn draw<DB: DrawingBackend>(&self, area: &DrawingArea<DB, Shift>) -> Result<()> {
+        let h = &self.history;
+        let (left, right) = area.split_horizontally(area.dim_in_pixel().0 / 2);
+        let epochs = 0.0..h.iter().map(|m| m.epoch).max().unwrap_or(1) as f64 + 1.0;
+        let loss: Vec<[(f64, f64); 2]> = h
+            .iter()
+            .map(|m| [(m.epoch as f64, m.train_loss), (m.epoch as f64, m.val_loss)])
+            .collect();
+        line_chart(
+            &left,
+            "Loss",
+            "loss",
+            epochs.clone(),
+            &[
+                ("train", FEMALE, loss.iter().map(|p| p[0]).collect()),
+                ("validation", MALE, loss.iter().map(|p| p[1]).collect()),
+            ],
+        )?;
+        let (title, desc, points): (&str, &str, Vec<(f64, f64)>) =
+            if h.iter().any(|m| m.val_mae_months.is_some()) {
+                let p = h
+                    .iter()
+                    .filter_map(|m| Some((m.epoch as f64, m.val_mae_months?)));
+                ("Validation MAE", "months", p.collect())
+            } else {
+                let p = h
+                    .iter()
+                    .filter_map(|m| Some((m.epoch as f64, 100.0 * m.val_accuracy?)));
+                ("Validation accuracy", "%", p.collect())
+            };
+        line_chart(&right, title, desc, epochs, &[("validation", MALE, points)])
+    }
+}
+
+type Series = (&'static str, RGBColor, Vec<(f64, f64)>);
+
+/// Lines with markers over epochs, y from 0 (or the data's minimum when negative).
+fn line_chart<DB: DrawingBackend>(
+    area: &DrawingArea<DB, Shift>,
+    title: &str,
+    y_desc: &str,
+    epochs: std::ops::Range<f64>,
+    series: &[Series],
+) -> Result<()> {
+    let ys = series
+        .iter()
+        .flat_map(|s| s.2.iter().map(|p| p.1))
+        .filter(|y| y.is_finite());
+    let (lo, hi) = ys.fold((0f64, f64::MIN), |(lo, hi), y| (lo.min(y), hi.max(y)));
+    let hi = if hi > lo { hi * 1.1 } else { lo + 1.0 };
+    let mut chart = ChartBuilder::on(area)
+        .caption(title, font(18.0))
+        .margin(12)
+        .x_label_area_size(36)
+        .y_label_area_size(55)
+        .build_cartesian_2d(epochs, lo..hi)
+        .map_err(plot_err)?;
+    chart
+        .configure_mesh()
+        .x_desc("epoch")
+        .y_desc(y_desc)
+        .x_labels(12)
+        .x_label_formatter(&|x| format!("{x:.0}"))
+        .label_style(font(12.0))
+        .axis_desc_style(font(13.0))
+        .draw()
+        .map_err(plot_err)?;
+    for (name, colour, points) in series {
+        let c = *colour;
+        chart
+            .draw_series(LineSeries::new(points.iter().copied(), c.stroke_width(2)))
+            .map_err(plot_err)?
+            .label(*name)
+            .legend(move |(x, y)| PathElement::new([(x, y), (x + 16, y)], c.stroke_width(2)));
+        chart
+            .draw_series(points.iter().map(|&p| Circle::new(p, 3, c.filled())))
+            .map_err(plot_err)?;
+    }
+    legend(&mut chart, SeriesLabelPosition::UpperRight)
+}
+
+fn legend<'a, DB: DrawingBackend + 'a, CT: CoordTranslate>(
+    chart: &mut ChartContext<'a, DB, CT>,
+    position: SeriesLabelPosition,
+) -> Result<()> {
+    chart
+        .configure_series_labels()
+        .position(position)
+        .background_style(WHITE.mix(0.85))
+        .border_style(BLACK.mix(0.4))
+        .label_font(font(13.0))
+        .draw()
+        .map_err(plot_err)
+}
+
+/// The labelled predictions of an evaluation, as (true, predicted, male) in months.
+fn labelled(predictions: &[Prediction]) -> Result<Vec<(f64, f64, bool)>> {
+    let v: Vec<_> = predictions
+        .iter()
+        .filter_map(|p| Some((p.boneage?, p.predicted, p.male)))
+        .collect();
+    if v.is_empty() {
+        return Err(Error::Invalid {
+            what: "evaluation plot".into(),
+            message: "no labelled age predictions (a sex model, or an unlabelled set)".into(),
+        });
+    }
+    Ok(v)
+}
+
+/// Predicted against true bone age (years) with the identity line and the MAE.
+#[derive(Clone, Debug)]
+pub struct PredictionScatter {
+    pub predictions: Vec<Prediction>,
+}
+
+impl Plot for PredictionScatter {
+    fn size(&self) -> (u32, u32) {
+        (600, 600)
+    }
+
+    fn draw<DB: DrawingBackend>(&self, area: &DrawingArea<DB, Shift>) -> Result<()> {
+        let pts = labelled(&self.predictions)?;
+        let mae = pts.iter().map(|p| (p.1 - p.0).abs()).sum::<f64>() / pts.len() as f64;
+        let top = pts.iter().map(|p| p.0.max(p.1)).fold(12.0, f64::max) / 12.0 + 1.0;
+        let mut chart = ChartBuilder::on(area)
+            .caption(
+                format!("Predicted vs true: MAE {mae:.2} months (n = {})", pts.len()),
+                font(18.0),
+            )
+            .margin(12)
+            .x_label_area_size(40)
+            .y_label_area_size(50)
+            .build_cartesian_2d(0.0..top, 0.0..top)
+            .map_err(plot_err)?;
+        chart
+            .configure_mesh()
+            .x_desc("true bone age (years)")
+            .y_desc("predicted bone age (years)")
+            .label_style(font(12.0))
+            .axis_desc_style(font(14.0))
+            .draw()
+            .map_err(plot_err)?;
+        chart
+            .draw_series(DashedLineSeries::new(
+                [(0.0, 0.0), (top, top)],
+                8,
+                6,
+                BLACK.mix(0.6).stroke_width(1),
+            ))
+            .map_err(plot_err)?
+            .label("identity")
+            .legend(|(x, y)| PathElement::new([(x, y), (x + 16, y)], BLACK.mix(0.6)));
+        sex_points(&mut chart, &pts, |p| (p.0 / 12.0, p.1 / 12.0))?;
+        legend(&mut chart, SeriesLabelPosition::UpperLeft)
+    }
+}
+
+/// Residuals (predicted − true, months) against the true age (years), Bland–Altman
+/// style: the mean bias and its 95% limits of agreement (± 1.96 SD). The x axis is the
+/// reference reading rather than the two methods' mean, since the label is the standard.
+#[derive(Clone, Debug)]
+pub struct Residuals {
+    pub predictions: Vec<Prediction>,
+}
+
+impl Plot for Residuals {
+    fn size(&self) -> (u32, u32) {
+        (800, 450)
+    }
+
+    fn draw<DB: DrawingBackend>(&self, area: &DrawingArea<DB, Shift>) -> Result<()> {
+        let pts = labelled(&self.predictions)?;
+        let res: Vec<f64> = pts.iter().map(|p| p.1 - p.0).collect();
+        let s = AgeStats::of(&res).expect("non-empty");
+        let limits = [s.mean - 1.96 * s.sd, s.mean + 1.96 * s.sd];
+        let span = res
+            .iter()
+            .fold(limits[1].abs().max(limits[0].abs()), |m, r| m.max(r.abs()));
+        let right = pts.iter().map(|p| p.0).fold(12.0, f64::max) / 12.0 + 1.0;
+        let mut chart = ChartBuilder::on(area)
+            .caption(
+                format!(
+                    "Residuals by age: bias {:+.2}, limits of agreement {:+.1} to {:+.1} months",
+                    s.mean, limits[0], limits[1]
+                ),
+                font(17.0),
+            )
+            .margin(12)
+            .x_label_area_size(40)
+            .y_label_area_size(55)
+            .build_cartesian_2d(0.0..right, -span * 1.1..span * 1.1)
+            .map_err(plot_err)?;
+        chart
+            .configure_mesh()
+            .x_desc("true bone age (years)")
+            .y_desc("predicted − true (months)")
+            .label_style(font(12.0))
+            .axis_desc_style(font(14.0))
+            .draw()
+            .map_err(plot_err)?;
+        sex_points(&mut chart, &pts, |p| (p.0 / 12.0, p.1 - p.0))?;
+        let hline = |y: f64| [(0.0, y), (right, y)];
+        chart
+            .draw_series(LineSeries::new(hline(s.mean), BLACK.stroke_width(2)))
+            .map_err(plot_err)?
+            .label(format!("bias {:+.2}", s.mean))
+            .legend(|(x, y)| PathElement::new([(x, y), (x + 16, y)], BLACK.stroke_width(2)));
+        for (i, y) in limits.into_iter().enumerate() {
+            let series = chart
+                .draw_series(DashedLineSeries::new(
+                    hline(y),
+                    8,
+                    6,
+                    BLACK.mix(0.6).stroke_width(1),
+                ))
+                .map_err(plot_err)?;
+            if i == 1 {
+                series
+                    .label("± 1.96 SD")
+                    .legend(|(x, y)| PathElement::new([(x, y), (x + 16, y)], BLACK.mix(0.6)));
+            }
+        }
+        legend(&mut chart, SeriesLabelPosition::UpperRight)
+    }
+}
+
+/// Circles per sex, each point mapped by `at`; one legend entry per sex.
+fn sex_points<'a, DB: DrawingBackend + 'a>(
+    chart: &mut ChartContext<'a, DB, Cartesian2d<RangedCoordf64, RangedCoordf64>>,
+    pts: &[(f64, f64, bool)],
+    at: impl Fn(&(f64, f64, bool)) -> (f64, f64),
+) -> Result<()> {
+    for (male, colour, name) in [(false, FEMALE, "female"), (true, MALE, "male")] {
+        let mine: Vec<_> = pts.iter().filter(|p| p.2 == male).collect();
+        if mine.is_empty() {
+            continue;
+        }
+        chart
+            .draw_series(
+                mine.iter()
+                    .map(|p| Circle::new(at(p), 3, colour.mix(0.6).filled())),
+            )
+            .map_err(plot_err)?
+            .label(format!("{name} (n = {})", mine.len()))
+            .legend(move |(x, y)| Circle::new((x + 6, y), 4, colour.filled()));
+    }
+    Ok(())
+}
