@@ -11,7 +11,7 @@ BIN      := target/release/bone-age
 DATA_DIR ?= data
 RUN_DIR  ?= runs/recipe-$(shell date +%Y%m%d-%H%M%S)
 DEMO     := results/demo
-NOTEBOOKS := $(wildcard notebooks/*.ipynb)
+NOTEBOOKS := $(sort $(wildcard notebooks/*.ipynb))
 
 # make jupyter: where the server listens. JUPYTER_TOKEN empty = a fresh random token.
 JUPYTER_IP    ?= 127.0.0.1

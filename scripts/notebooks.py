@@ -6,7 +6,9 @@
 `run` executes every cell with nbclient on the kernel named in the notebook
 (`rust`, registered by `make setup`), from the notebook's own directory, writes
 the executed copy to DIR, prints each notebook's wall time, and exits non-zero
-when any cell errors. `check` fails when a committed notebook carries outputs or
+when any cell errors. evcxr reports an error returned by `?` in a cell only as
+text on stderr, not as a failed cell, so a cell that writes to stderr fails too
+(and stops the notebook there). `check` fails when a committed notebook carries outputs or
 execution counts (`strip` removes them).
 """
 
@@ -47,6 +49,23 @@ def strip(paths: list[Path]) -> int:
     return 0
 
 
+class CellStderr(Exception):
+    """A cell wrote to stderr: with evcxr, an error returned through `?`."""
+
+
+def stderr_failure(nb, upto: int) -> str | None:
+    """The first code cell before index `upto` that wrote to stderr, described."""
+    for i, cell in enumerate(nb.cells[:upto]):
+        text = "".join(
+            o.get("text", "")
+            for o in cell.get("outputs", [])
+            if o.get("output_type") == "stream" and o.get("name") == "stderr"
+        )
+        if text:
+            return f"cell {i} wrote to stderr (an error returned by `?`):\n{cell.source}\n---\n{text}"
+    return None
+
+
 def run(paths: list[Path], out: Path, timeout: int) -> int:
     from nbclient import NotebookClient
     from nbclient.exceptions import CellExecutionError
@@ -61,13 +80,27 @@ def run(paths: list[Path], out: Path, timeout: int) -> int:
             kernel_name=nb.metadata.get("kernelspec", {}).get("name", "rust"),
             resources={"metadata": {"path": str(p.parent.resolve())}},
         )
+
+        # A cell's stderr arrives after its execute reply, so each cell is checked
+        # when the next one starts, and the last one after the run.
+        def check_before(cell, cell_index, nb=nb, **_):
+            failure = stderr_failure(nb, cell_index)
+            if failure:
+                raise CellStderr(failure)
+
+        client.on_cell_start = check_before
         start = time.monotonic()
         try:
             client.execute()
+            failure = stderr_failure(nb, len(nb.cells))
+            if failure:
+                raise CellStderr(failure)
             status = "ok"
-        except CellExecutionError as e:
+        except (CellExecutionError, CellStderr) as e:
             failed += 1
-            status = f"FAILED\n{e}"
+            # A compile error may follow from an earlier cell's `?` error: report that first.
+            cause = stderr_failure(nb, len(nb.cells))
+            status = f"FAILED\n{cause}\nthen: {e}" if cause and cause not in str(e) else f"FAILED\n{e}"
         finally:
             nbformat.write(nb, out / p.name)
         print(f"{p}: {status} in {time.monotonic() - start:.1f} s -> {out / p.name}", flush=True)

@@ -35,6 +35,22 @@ pub struct EpochMetrics {
     pub images_per_s: f64,
 }
 
+impl std::fmt::Display for EpochMetrics {
+    /// One line per epoch, as `bone-age train` prints it.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let score = match (self.val_mae_months, self.val_accuracy) {
+            (Some(mae), _) => format!("val MAE {mae:6.2} months"),
+            (_, Some(acc)) => format!("val accuracy {:5.1}%", acc * 100.0),
+            _ => String::new(),
+        };
+        write!(
+            f,
+            "epoch {:>3}  train loss {:.4}  val loss {:.4}  {score}  {:.1} s  {:.1} img/s",
+            self.epoch, self.train_loss, self.val_loss, self.seconds, self.images_per_s
+        )
+    }
+}
+
 /// The JSON sidecar beside each `*.safetensors`.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct CheckpointMeta {
@@ -103,6 +119,14 @@ pub struct Checkpoint {
 impl Checkpoint {
     /// Loads `weights` and its sidecar onto `device`.
     pub fn load(weights: &Path, device: Device) -> Result<Checkpoint> {
+        if !weights.is_file() {
+            return Err(Error::Checkpoint {
+                path: weights.to_path_buf(),
+                message: "not found; train a model first (`make demo`, `make training` or \
+                          notebooks/demo.ipynb) or pass the path of a run's best.safetensors"
+                    .into(),
+            });
+        }
         let meta = read_meta(weights)?;
         let mut vs = nn::VarStore::new(device);
         let model = M46::new(&vs.root(), meta.input_shape, meta.config.model.clone())?;

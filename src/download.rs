@@ -17,6 +17,74 @@ use sha2::{Digest, Sha256};
 
 use crate::error::{Error, Result};
 
+/// Where a dataset comes from: the notebook's one switch between the built-in phantom
+/// data and real radiographs. Parses from `phantom`, `kaggle:OWNER/SLUG` or a path.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Source {
+    /// The built-in synthetic hands (generated offline, once).
+    Phantom,
+    /// A Kaggle dataset, e.g. `kmader/rsna-bone-age` (credentials as the kaggle CLI finds them).
+    Kaggle(String),
+    /// A directory in the recipe or Kaggle layout.
+    Dir(PathBuf),
+}
+
+impl std::str::FromStr for Source {
+    type Err = Error;
+    fn from_str(s: &str) -> Result<Source> {
+        Ok(match s.trim() {
+            "" => {
+                return Err(err(
+                    "empty data source: expected phantom, kaggle:OWNER/SLUG or a directory",
+                ))
+            }
+            "phantom" => Source::Phantom,
+            k if k.starts_with("kaggle:") => Source::Kaggle(k["kaggle:".len()..].to_string()),
+            path => Source::Dir(PathBuf::from(path)),
+        })
+    }
+}
+
+impl Source {
+    /// Makes the dataset available under `data_root` and returns its directory: writes
+    /// the phantom set (seeded) unless complete, downloads and extracts a Kaggle dataset
+    /// unless already done, or checks that a directory exists.
+    pub fn prepare(&self, data_root: &Path, seed: u64) -> Result<PathBuf> {
+        match self {
+            Source::Phantom => {
+                let dir = data_root.join("phantom");
+                if !(dir.join("train.csv").is_file() && dir.join("test.csv").is_file()) {
+                    let spec = crate::PhantomSpec {
+                        seed,
+                        ..Default::default()
+                    };
+                    crate::phantom::write_dataset(&dir, &spec)?;
+                }
+                Ok(dir)
+            }
+            Source::Kaggle(dataset) => {
+                let slug = dataset.rsplit('/').next().unwrap_or(dataset);
+                let to = data_root.join(slug);
+                let creds = Credentials::find()?;
+                kaggle(
+                    "https://www.kaggle.com",
+                    dataset,
+                    None,
+                    &to,
+                    &creds,
+                    &Options::default(),
+                )
+            }
+            Source::Dir(dir) if dir.is_dir() => Ok(dir.clone()),
+            Source::Dir(dir) => Err(Error::Dataset {
+                path: dir.clone(),
+                message: "no such directory (expected a dataset in the recipe or Kaggle layout)"
+                    .into(),
+            }),
+        }
+    }
+}
+
 /// The marker a finished download leaves in its target directory.
 pub const MARKER: &str = ".bone-age-download.json";
 

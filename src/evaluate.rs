@@ -43,6 +43,25 @@ pub struct Evaluation {
     pub predictions: Vec<Prediction>,
 }
 
+impl std::fmt::Display for Evaluation {
+    /// The table `bone-age evaluate` prints.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        writeln!(f, "checkpoint        {}", self.checkpoint.display())?;
+        write!(f, "images            {}", self.images)?;
+        if self.tta > 0 {
+            write!(f, " (TTA: {} augmented passes)", self.tta)?;
+        }
+        if let (Some(mae), Some(med)) = (self.mae_months, self.median_abs_error_months) {
+            write!(f, "\nMAE               {mae:.2} months")?;
+            write!(f, "\nmedian abs error  {med:.2} months")?;
+        }
+        if let Some(acc) = self.accuracy {
+            write!(f, "\naccuracy          {:.1}%", acc * 100.0)?;
+        }
+        Ok(())
+    }
+}
+
 /// Predicts every row of `frame` (cached under `cache_dir`), averaging `tta` augmented passes.
 pub fn evaluate(
     ckpt: &Checkpoint,

@@ -495,17 +495,7 @@ fn train(args: TrainArgs, mut config: Config) -> Result<()> {
         stop_after_epoch,
         progress: true,
     };
-    let summary = bone_age::train(&config, &data_dir, &run_dir, &options, |m| {
-        let score = match (m.val_mae_months, m.val_accuracy) {
-            (Some(mae), _) => format!("val MAE {mae:6.2} months"),
-            (_, Some(acc)) => format!("val accuracy {:5.1}%", acc * 100.0),
-            _ => String::new(),
-        };
-        println!(
-            "epoch {:>3}  train loss {:.4}  val loss {:.4}  {score}  {:.1} s  {:.1} img/s",
-            m.epoch, m.train_loss, m.val_loss, m.seconds, m.images_per_s
-        );
-    })?;
+    let summary = bone_age::train(&config, &data_dir, &run_dir, &options, |m| println!("{m}"))?;
     println!(
         "best: {}\nlast: {}",
         summary.best.display(),
@@ -551,23 +541,7 @@ fn evaluate(args: EvaluateArgs, config: &Config) -> Result<()> {
         println!("{}", serde_json::to_string(&eval)?);
         return Ok(());
     }
-    println!("checkpoint        {}", eval.checkpoint.display());
-    println!(
-        "images            {}{}",
-        eval.images,
-        if tta > 0 {
-            format!(" (TTA: {tta} augmented passes)")
-        } else {
-            String::new()
-        }
-    );
-    if let (Some(mae), Some(med)) = (eval.mae_months, eval.median_abs_error_months) {
-        println!("MAE               {mae:.2} months");
-        println!("median abs error  {med:.2} months");
-    }
-    if let Some(acc) = eval.accuracy {
-        println!("accuracy          {:.1}%", acc * 100.0);
-    }
+    println!("{eval}");
     println!(
         "predictions       {}",
         out.join("predictions.csv").display()

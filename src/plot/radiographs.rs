@@ -29,6 +29,8 @@ pub struct RadiographGrid {
     pub tiles: Vec<Tile>,
     pub cols: usize,
     pub title: Option<String>,
+    /// Width of one cell in pixels.
+    pub cell_width: u32,
 }
 
 impl RadiographGrid {
@@ -37,7 +39,19 @@ impl RadiographGrid {
             tiles,
             cols: cols.max(1),
             title: None,
+            cell_width: 220,
         }
+    }
+
+    /// One radiograph from a file, large, under `title` (e.g. its predicted bone age).
+    pub fn single(path: &std::path::Path, title: impl Into<String>) -> Result<RadiographGrid> {
+        let tile = Tile {
+            image: load_for_display(path)?,
+            title: title.into(),
+        };
+        let mut grid = RadiographGrid::new(vec![tile], 1);
+        grid.cell_width = 480;
+        Ok(grid)
     }
 
     fn rows(&self) -> usize {
@@ -50,7 +64,7 @@ impl Plot for RadiographGrid {
         let aspect = self.tiles.first().map_or(1.25, |t| {
             t.image.height() as f64 / t.image.width().max(1) as f64
         });
-        let cell_w = 220.0;
+        let cell_w = self.cell_width as f64;
         let cell_h = cell_w * aspect + 26.0;
         let title = if self.title.is_some() { 34.0 } else { 0.0 };
         (
@@ -66,7 +80,8 @@ impl Plot for RadiographGrid {
         };
         let cells = area.split_evenly((self.rows(), self.cols));
         for (tile, cell) in self.tiles.iter().zip(&cells) {
-            let inner = cell.titled(&tile.title, font(13.0)).map_err(plot_err)?;
+            let size = if self.cell_width >= 400 { 18.0 } else { 13.0 };
+            let inner = cell.titled(&tile.title, font(size)).map_err(plot_err)?;
             draw_image(&inner, &tile.image, None)?;
         }
         Ok(())
@@ -190,10 +205,17 @@ pub struct CropOverlay {
 impl CropOverlay {
     /// The overlay of `preprocess` on the radiograph at `path`.
     pub fn of(path: &std::path::Path, preprocess: &Preprocess) -> Result<CropOverlay> {
-        let image = transforms::decode_gray(path, preprocess.max_pixels)?;
+        Ok(Self::new(
+            transforms::decode_gray(path, preprocess.max_pixels)?,
+            preprocess,
+        ))
+    }
+
+    /// The overlay of `preprocess` on a decoded radiograph.
+    pub fn new(image: GrayImage, preprocess: &Preprocess) -> CropOverlay {
         let regions = preprocess.regions([image.height(), image.width()]);
         let [oh, ow] = regions.geometry.out;
-        Ok(CropOverlay {
+        CropOverlay {
             title: format!(
                 "{}×{} radiograph: crop {:.0}×{:.0} → {oh}×{ow} network input",
                 image.height(),
@@ -203,7 +225,7 @@ impl CropOverlay {
             ),
             image,
             regions,
-        })
+        }
     }
 }
 
