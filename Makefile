@@ -60,6 +60,7 @@ notebook-strip: ## remove outputs from the committed notebooks
 	$(ENV) python scripts/notebooks.py strip $(NOTEBOOKS)
 
 notebook-test: notebook-check ## execute every notebook headless on the Rust kernel into results/notebooks/
+	$(ENV) python scripts/notebooks.py selftest
 	$(ENV) python scripts/notebooks.py run --out results/notebooks $(NOTEBOOKS)
 
 jupyter: ## start Jupyter with the Rust kernel in the background and print its URL

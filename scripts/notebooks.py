@@ -2,6 +2,7 @@
 
   python scripts/notebooks.py check NOTEBOOK...         outputs must be stripped
   python scripts/notebooks.py run --out DIR NOTEBOOK... execute on the Rust kernel
+  python scripts/notebooks.py selftest                 the runner catches failing cells
 
 `run` executes every cell with nbclient on the kernel named in the notebook
 (`rust`, registered by `make setup`), from the notebook's own directory, writes
@@ -66,62 +67,94 @@ def stderr_failure(nb, upto: int) -> str | None:
     return None
 
 
-def run(paths: list[Path], out: Path, timeout: int) -> int:
+def execute(nb, cwd: Path, timeout: int) -> str | None:
+    """Runs `nb` in place on its kernel from `cwd`; None when every cell succeeded, else why not."""
     from nbclient import NotebookClient
     from nbclient.exceptions import CellExecutionError
 
+    client = NotebookClient(
+        nb,
+        timeout=timeout,
+        kernel_name=nb.metadata.get("kernelspec", {}).get("name", "rust"),
+        resources={"metadata": {"path": str(cwd.resolve())}},
+    )
+
+    # A cell's stderr arrives after its execute reply, so each cell is checked
+    # when the next one starts, and the last one after the run.
+    def check_before(cell, cell_index, **_):
+        failure = stderr_failure(nb, cell_index)
+        if failure:
+            raise CellStderr(failure)
+
+    client.on_cell_start = check_before
+    try:
+        client.execute()
+        failure = stderr_failure(nb, len(nb.cells))
+        if failure:
+            raise CellStderr(failure)
+        return None
+    except (CellExecutionError, CellStderr) as e:
+        # A compile error may follow from an earlier cell's `?` error: report that first.
+        cause = stderr_failure(nb, len(nb.cells))
+        return f"{cause}\nthen: {e}" if cause and cause not in str(e) else str(e)
+
+
+def run(paths: list[Path], out: Path, timeout: int) -> int:
     out.mkdir(parents=True, exist_ok=True)
     failed = 0
     for p in paths:
         nb = nbformat.read(p, as_version=4)
-        client = NotebookClient(
-            nb,
-            timeout=timeout,
-            kernel_name=nb.metadata.get("kernelspec", {}).get("name", "rust"),
-            resources={"metadata": {"path": str(p.parent.resolve())}},
-        )
-
-        # A cell's stderr arrives after its execute reply, so each cell is checked
-        # when the next one starts, and the last one after the run.
-        def check_before(cell, cell_index, nb=nb, **_):
-            failure = stderr_failure(nb, cell_index)
-            if failure:
-                raise CellStderr(failure)
-
-        client.on_cell_start = check_before
         start = time.monotonic()
         try:
-            client.execute()
-            failure = stderr_failure(nb, len(nb.cells))
-            if failure:
-                raise CellStderr(failure)
-            status = "ok"
-        except (CellExecutionError, CellStderr) as e:
-            failed += 1
-            # A compile error may follow from an earlier cell's `?` error: report that first.
-            cause = stderr_failure(nb, len(nb.cells))
-            status = f"FAILED\n{cause}\nthen: {e}" if cause and cause not in str(e) else f"FAILED\n{e}"
+            failure = execute(nb, p.parent, timeout)
         finally:
             nbformat.write(nb, out / p.name)
+        failed += failure is not None
+        status = "ok" if failure is None else f"FAILED\n{failure}"
         print(f"{p}: {status} in {time.monotonic() - start:.1f} s -> {out / p.name}", flush=True)
     print(f"notebooks: {len(paths) - failed} passed, {failed} failed")
     return 1 if failed else 0
 
 
+def selftest(timeout: int) -> int:
+    """The runner itself: a good notebook passes; a compile error and a `?` error fail."""
+    from nbformat.v4 import new_code_cell, new_notebook
+
+    cases = {
+        "good": (["let x = 40 + 2;", 'println!("{x}");'], True),
+        "compile error": (['let y: i32 = "forty-two";'], False),
+        "? error": (['let n: i32 = "x".parse()?;', 'println!("not reached");'], False),
+    }
+    bad = 0
+    for name, (cells, should_pass) in cases.items():
+        nb = new_notebook(cells=[new_code_cell(c) for c in cells])
+        nb.metadata["kernelspec"] = {"name": "rust", "display_name": "Rust", "language": "rust"}
+        failure = execute(nb, Path("."), timeout)
+        if (failure is None) != should_pass:
+            bad += 1
+            print(f"runner self-test {name!r}: expected {'pass' if should_pass else 'failure'}, got {failure or 'pass'}")
+    print(f"runner self-test: {len(cases) - bad} passed, {bad} failed")
+    return 1 if bad else 0
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = ap.add_subparsers(dest="cmd", required=True)
-    for name in ("check", "strip", "run"):
+    for name in ("check", "strip", "run", "selftest"):
         sp = sub.add_parser(name)
-        sp.add_argument("notebooks", nargs="+", type=Path)
-        if name == "run":
-            sp.add_argument("--out", type=Path, required=True, help="where executed copies go")
+        if name != "selftest":
+            sp.add_argument("notebooks", nargs="+", type=Path)
+        if name in ("run", "selftest"):
+            if name == "run":
+                sp.add_argument("--out", type=Path, required=True, help="where executed copies go")
             sp.add_argument("--timeout", type=int, default=1800, help="seconds per cell (first builds are slow)")
     a = ap.parse_args()
     if a.cmd == "check":
         return check(a.notebooks)
     if a.cmd == "strip":
         return strip(a.notebooks)
+    if a.cmd == "selftest":
+        return selftest(a.timeout)
     return run(a.notebooks, a.out, a.timeout)
 
 

@@ -221,6 +221,24 @@ fn data_summary_phantom_and_cache_commands() {
 }
 
 #[test]
+fn predict_without_a_trained_checkpoint_says_how_to_get_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let ckpt = dir.path().join("runs/x/best.safetensors");
+    let out = bone_age(&[
+        "predict",
+        "hand.png",
+        "--checkpoint",
+        ckpt.to_str().unwrap(),
+    ]);
+    let err = stderr(&out);
+    assert!(!out.status.success(), "{err}");
+    assert!(
+        err.contains(ckpt.to_str().unwrap()) && err.contains("train a model first"),
+        "{err}"
+    );
+}
+
+#[test]
 fn model_train_evaluate_predict_commands() {
     let out = bone_age(&["model", "--input-shape", "1,500,375"]);
     assert!(out.status.success(), "{}", stderr(&out));

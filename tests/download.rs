@@ -417,3 +417,43 @@ fn download_command_prints_the_dataset_summary() {
         "{stdout}"
     );
 }
+
+#[test]
+fn a_source_parses_and_prepares_phantom_data_once() {
+    use bone_age::download::Source;
+    assert_eq!("phantom".parse::<Source>().unwrap(), Source::Phantom);
+    assert_eq!(
+        "kaggle:kmader/rsna-bone-age".parse::<Source>().unwrap(),
+        Source::Kaggle("kmader/rsna-bone-age".into())
+    );
+    assert_eq!(
+        "/data/rsna".parse::<Source>().unwrap(),
+        Source::Dir("/data/rsna".into())
+    );
+    assert!("  ".parse::<Source>().is_err());
+
+    let root = tempfile::tempdir().unwrap();
+    let missing = root.path().join("nowhere");
+    let err = Source::Dir(missing.clone())
+        .prepare(root.path(), 1)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains(missing.to_str().unwrap()) && err.contains("no such directory"),
+        "{err}"
+    );
+
+    let dir = Source::Phantom.prepare(root.path(), 1).unwrap();
+    assert_eq!(dir, root.path().join("phantom"));
+    let (_, train) = bone_age::Dataset::from_dir(&dir, bone_age::Split::Train, None).unwrap();
+    assert_eq!(
+        train.frame.height(),
+        bone_age::PhantomSpec::default().n_train
+    );
+    // A second call finds the complete set and writes nothing.
+    let csv = dir.join("train.csv");
+    let before = std::fs::metadata(&csv).unwrap().modified().unwrap();
+    std::thread::sleep(Duration::from_millis(20));
+    assert_eq!(Source::Phantom.prepare(root.path(), 1).unwrap(), dir);
+    assert_eq!(std::fs::metadata(&csv).unwrap().modified().unwrap(), before);
+}

@@ -367,3 +367,44 @@ fn gallery_of_a_file_shows_the_network_input_not_the_margin() {
         .max();
     assert!(diff <= Some(1), "max difference {diff:?}");
 }
+
+#[test]
+fn predictions_csv_reads_back_and_bad_rows_name_the_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let eval = bone_age::evaluate::Evaluation {
+        checkpoint: "x".into(),
+        images: 40,
+        target: bone_age::Target::Age,
+        mae_months: Some(1.5),
+        median_abs_error_months: Some(1.5),
+        accuracy: None,
+        tta: 0,
+        predictions: predictions(),
+    };
+    let path = dir.path().join("predictions.csv");
+    bone_age::evaluate::write_predictions(&eval, &path).unwrap();
+    let back = bone_age::evaluate::read_predictions(&path).unwrap();
+    assert_eq!(back.len(), 40);
+    assert_eq!(
+        (back[3].id, back[3].boneage, back[3].predicted),
+        (3, Some(27.0), 25.0)
+    );
+    let written = bone_age::evaluate::write_plots(&eval, dir.path()).unwrap();
+    assert_eq!(
+        written,
+        [
+            dir.path().join("scatter.png"),
+            dir.path().join("residuals.png")
+        ]
+    );
+
+    std::fs::write(
+        &path,
+        "id,male,boneage,predicted\n1,true,100,99\n2,false,12x,13\n",
+    )
+    .unwrap();
+    let err = bone_age::evaluate::read_predictions(&path)
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("line 3") && err.contains("\"12x\""), "{err}");
+}
