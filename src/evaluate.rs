@@ -62,6 +62,29 @@ impl std::fmt::Display for Evaluation {
     }
 }
 
+/// The rows to report test metrics on, and what they are: the labelled test split of
+/// `data_dir` when it has one, else (no test split, or an unlabelled one such as the
+/// Kaggle copy's) the held-out validation fold of its training split under `config`.
+pub fn test_frame(config: &crate::Config, data_dir: &Path) -> Result<(String, DataFrame)> {
+    let layout = config.data.layout;
+    let has_test = match layout {
+        Some(l) => l.paths(data_dir, dataset::Split::Test).0.is_file(),
+        None => dataset::Layout::detect(data_dir, dataset::Split::Test).is_ok(),
+    };
+    if has_test {
+        let (_, ds) = dataset::Dataset::from_dir(data_dir, dataset::Split::Test, layout)?;
+        if ds.is_labelled() {
+            return Ok((format!("test split ({})", ds.csv.display()), ds.frame));
+        }
+    }
+    let s = &config.split;
+    let (_, val) = crate::train::split_frames(config, data_dir)?;
+    Ok((
+        format!("held-out fold {} of {}", s.test_fold, s.n_folds),
+        val,
+    ))
+}
+
 /// Predicts every row of `frame` (cached under `cache_dir`), averaging `tta` augmented passes.
 pub fn evaluate(
     ckpt: &Checkpoint,

@@ -216,3 +216,32 @@ fn shuffling_is_seeded_and_drop_last_and_sex_filter_apply() {
         .epoch(0)
         .all(|b| b.male.min().double_value(&[]) == 1.0));
 }
+
+#[test]
+fn test_metrics_use_the_labelled_test_split_else_the_held_out_fold() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = common::recipe_dataset(dir.path(), &common::rows(20), [40, 32]);
+    let config = bone_age::Config::default();
+    // No test split: the recipe's held-out fold (10 of 10) of the 20 training rows.
+    let (what, frame) = bone_age::evaluate::test_frame(&config, &root).unwrap();
+    assert_eq!(
+        (what.as_str(), frame.height()),
+        ("held-out fold 10 of 10", 2)
+    );
+    // An unlabelled test split (the Kaggle test set) is not scored either.
+    std::fs::create_dir_all(root.join("test")).unwrap();
+    common::write_png(&root.join("test/900.png"), 900, 32, 40);
+    std::fs::write(root.join("test.csv"), "Case ID,Sex\n900,M\n").unwrap();
+    let (what, _) = bone_age::evaluate::test_frame(&config, &root).unwrap();
+    assert!(what.starts_with("held-out fold"), "{what}");
+    // A labelled one is.
+    std::fs::write(root.join("test.csv"), "id,boneage,male\n900,100,True\n").unwrap();
+    let (what, frame) = bone_age::evaluate::test_frame(&config, &root).unwrap();
+    assert!(
+        what.starts_with("test split") && frame.height() == 1,
+        "{what}"
+    );
+    // A broken one is an error, not a silent fallback.
+    std::fs::write(root.join("test.csv"), "id,boneage,male\n900,old,True\n").unwrap();
+    assert!(bone_age::evaluate::test_frame(&config, &root).is_err());
+}

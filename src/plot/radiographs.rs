@@ -366,8 +366,9 @@ fn describe(p: &AugmentParams) -> String {
         p.angle_deg,
         p.scale,
         p.gamma,
-        100.0 * p.shift[0],
-        100.0 * p.shift[1]
+        // `+ 0.0` turns a rounded −0 into +0.
+        (100.0 * p.shift[0]).round() + 0.0,
+        (100.0 * p.shift[1]).round() + 0.0
     )
 }
 
