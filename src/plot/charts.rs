@@ -1,7 +1,9 @@
 //! Charts: the bone-age distribution by sex, training curves from `metrics.csv`, and
 //! the two views of a labelled evaluation (predicted vs true, residuals by age).
+use std::ops::Range;
 use std::path::Path;
 
+use plotters::chart::MeshStyle;
 use plotters::coord::types::RangedCoordf64;
 use plotters::coord::Shift;
 use plotters::prelude::*;
@@ -56,25 +58,14 @@ impl Plot for AgeHistogram {
     fn draw<DB: DrawingBackend>(&self, area: &DrawingArea<DB, Shift>) -> Result<()> {
         let bins = self.counts();
         let top = bins.iter().flatten().copied().max().unwrap_or(1).max(1) as f64 * 1.15;
-        let mut chart = ChartBuilder::on(area)
-            .caption(&self.title, font(20.0))
-            .margin(12)
-            .x_label_area_size(40)
-            .y_label_area_size(55)
-            .build_cartesian_2d(0.0..bins.len().max(1) as f64, 0.0..top)
-            .map_err(plot_err)?;
-        chart
-            .configure_mesh()
-            .disable_x_mesh()
-            .x_desc("bone age (years)")
-            .y_desc("radiographs")
-            .x_labels(bins.len().clamp(2, 20))
-            .x_label_formatter(&|x| format!("{x:.0}"))
-            .y_label_formatter(&|y| format!("{y:.0}"))
-            .label_style(font(13.0))
-            .axis_desc_style(font(14.0))
-            .draw()
-            .map_err(plot_err)?;
+        let x = 0.0..bins.len().max(1) as f64;
+        let labels = bins.len().clamp(2, 20);
+        let mut chart = chart(area, &self.title, 20.0, x, 0.0..top, AXES_AGE_COUNT, |m| {
+            m.disable_x_mesh()
+                .x_labels(labels)
+                .x_label_formatter(&whole)
+                .y_label_formatter(&whole);
+        })?;
         for (sex, colour, name) in [(0, FEMALE, "female"), (1, MALE, "male")] {
             let ages: Vec<f64> = (self.ages_months.iter().zip(&self.males))
                 .filter(|(_, &m)| m as usize == sex)
@@ -160,13 +151,55 @@ impl Plot for TrainingCurves {
 }
 
 type Series = (&'static str, RGBColor, Vec<(f64, f64)>);
+type Chart<'a, DB> = ChartContext<'a, DB, Cartesian2d<RangedCoordf64, RangedCoordf64>>;
+type Mesh<'a, 'b, DB> = MeshStyle<'a, 'b, RangedCoordf64, RangedCoordf64, DB>;
+
+const AXES_AGE_COUNT: (&str, &str) = ("bone age (years)", "radiographs");
+
+/// Tick labels for counts and epochs: whole numbers only (no "1, 1, 1" for 0.8, 1.0, 1.2).
+fn whole(v: &f64) -> String {
+    if (v - v.round()).abs() < 1e-9 {
+        format!("{v:.0}")
+    } else {
+        String::new()
+    }
+}
+
+/// A captioned x–y chart with the shared margins and fonts, its mesh drawn after `mesh`
+/// has adjusted it (ticks, formatters).
+fn chart<'a, DB: DrawingBackend + 'a>(
+    area: &'a DrawingArea<DB, Shift>,
+    caption: &str,
+    caption_px: f64,
+    x: Range<f64>,
+    y: Range<f64>,
+    (x_desc, y_desc): (&str, &str),
+    mesh: impl FnOnce(&mut Mesh<'a, '_, DB>),
+) -> Result<Chart<'a, DB>> {
+    let mut chart = ChartBuilder::on(area)
+        .caption(caption, font(caption_px))
+        .margin(12)
+        .x_label_area_size(40)
+        .y_label_area_size(55)
+        .build_cartesian_2d(x, y)
+        .map_err(plot_err)?;
+    let mut style = chart.configure_mesh();
+    style
+        .x_desc(x_desc)
+        .y_desc(y_desc)
+        .label_style(font(12.0))
+        .axis_desc_style(font(14.0));
+    mesh(&mut style);
+    style.draw().map_err(plot_err)?;
+    Ok(chart)
+}
 
 /// Lines with markers over epochs, y from 0 (or the data's minimum when negative).
 fn line_chart<DB: DrawingBackend>(
     area: &DrawingArea<DB, Shift>,
     title: &str,
     y_desc: &str,
-    epochs: std::ops::Range<f64>,
+    epochs: Range<f64>,
     series: &[Series],
 ) -> Result<()> {
     let ys = series
@@ -175,23 +208,9 @@ fn line_chart<DB: DrawingBackend>(
         .filter(|y| y.is_finite());
     let (lo, hi) = ys.fold((0f64, f64::MIN), |(lo, hi), y| (lo.min(y), hi.max(y)));
     let hi = if hi > lo { hi * 1.1 } else { lo + 1.0 };
-    let mut chart = ChartBuilder::on(area)
-        .caption(title, font(18.0))
-        .margin(12)
-        .x_label_area_size(36)
-        .y_label_area_size(55)
-        .build_cartesian_2d(epochs, lo..hi)
-        .map_err(plot_err)?;
-    chart
-        .configure_mesh()
-        .x_desc("epoch")
-        .y_desc(y_desc)
-        .x_labels(12)
-        .x_label_formatter(&|x| format!("{x:.0}"))
-        .label_style(font(12.0))
-        .axis_desc_style(font(13.0))
-        .draw()
-        .map_err(plot_err)?;
+    let mut chart = chart(area, title, 18.0, epochs, lo..hi, ("epoch", y_desc), |m| {
+        m.x_labels(12).x_label_formatter(&whole);
+    })?;
     for (name, colour, points) in series {
         let c = *colour;
         chart
@@ -250,24 +269,9 @@ impl Plot for PredictionScatter {
         let pts = labelled(&self.predictions)?;
         let mae = pts.iter().map(|p| (p.1 - p.0).abs()).sum::<f64>() / pts.len() as f64;
         let top = pts.iter().map(|p| p.0.max(p.1)).fold(12.0, f64::max) / 12.0 + 1.0;
-        let mut chart = ChartBuilder::on(area)
-            .caption(
-                format!("Predicted vs true: MAE {mae:.2} months (n = {})", pts.len()),
-                font(18.0),
-            )
-            .margin(12)
-            .x_label_area_size(40)
-            .y_label_area_size(50)
-            .build_cartesian_2d(0.0..top, 0.0..top)
-            .map_err(plot_err)?;
-        chart
-            .configure_mesh()
-            .x_desc("true bone age (years)")
-            .y_desc("predicted bone age (years)")
-            .label_style(font(12.0))
-            .axis_desc_style(font(14.0))
-            .draw()
-            .map_err(plot_err)?;
+        let caption = format!("Predicted vs true: MAE {mae:.2} months (n = {})", pts.len());
+        let axes = ("true bone age (years)", "predicted bone age (years)");
+        let mut chart = chart(area, &caption, 18.0, 0.0..top, 0.0..top, axes, |_| {})?;
         chart
             .draw_series(DashedLineSeries::new(
                 [(0.0, 0.0), (top, top)],
@@ -305,27 +309,13 @@ impl Plot for Residuals {
             .iter()
             .fold(limits[1].abs().max(limits[0].abs()), |m, r| m.max(r.abs()));
         let right = pts.iter().map(|p| p.0).fold(12.0, f64::max) / 12.0 + 1.0;
-        let mut chart = ChartBuilder::on(area)
-            .caption(
-                format!(
-                    "Residuals by age: bias {:+.2}, limits of agreement {:+.1} to {:+.1} months",
-                    s.mean, limits[0], limits[1]
-                ),
-                font(17.0),
-            )
-            .margin(12)
-            .x_label_area_size(40)
-            .y_label_area_size(55)
-            .build_cartesian_2d(0.0..right, -span * 1.1..span * 1.1)
-            .map_err(plot_err)?;
-        chart
-            .configure_mesh()
-            .x_desc("true bone age (years)")
-            .y_desc("predicted − true (months)")
-            .label_style(font(12.0))
-            .axis_desc_style(font(14.0))
-            .draw()
-            .map_err(plot_err)?;
+        let caption = format!(
+            "Residuals by age: bias {:+.2}, limits of agreement {:+.1} to {:+.1} months",
+            s.mean, limits[0], limits[1]
+        );
+        let axes = ("true bone age (years)", "predicted − true (months)");
+        let y = -span * 1.1..span * 1.1;
+        let mut chart = chart(area, &caption, 17.0, 0.0..right, y, axes, |_| {})?;
         sex_points(&mut chart, &pts, |p| (p.0 / 12.0, p.1 - p.0))?;
         let hline = |y: f64| [(0.0, y), (right, y)];
         chart
@@ -354,7 +344,7 @@ impl Plot for Residuals {
 
 /// Circles per sex, each point mapped by `at`; one legend entry per sex.
 fn sex_points<'a, DB: DrawingBackend + 'a>(
-    chart: &mut ChartContext<'a, DB, Cartesian2d<RangedCoordf64, RangedCoordf64>>,
+    chart: &mut Chart<'a, DB>,
     pts: &[(f64, f64, bool)],
     at: impl Fn(&(f64, f64, bool)) -> (f64, f64),
 ) -> Result<()> {
