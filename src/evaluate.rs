@@ -66,13 +66,13 @@ impl std::fmt::Display for Evaluation {
 /// `data_dir` when it has one, else (no test split, or an unlabelled one such as the
 /// Kaggle copy's) the held-out validation fold of its training split under `config`.
 pub fn test_frame(config: &crate::Config, data_dir: &Path) -> Result<(String, DataFrame)> {
-    let layout = config.data.layout;
-    let has_test = match layout {
-        Some(l) => l.paths(data_dir, dataset::Split::Test).0.is_file(),
-        None => dataset::Layout::detect(data_dir, dataset::Split::Test).is_ok(),
+    let test = dataset::Split::Test;
+    let layout = match config.data.layout {
+        Some(l) => Some(l).filter(|l| l.paths(data_dir, test).0.is_file()),
+        None => dataset::Layout::detect(data_dir, test).ok(),
     };
-    if has_test {
-        let (_, ds) = dataset::Dataset::from_dir(data_dir, dataset::Split::Test, layout)?;
+    if let Some(layout) = layout {
+        let (_, ds) = dataset::Dataset::from_dir(data_dir, test, Some(layout))?;
         if ds.is_labelled() {
             return Ok((format!("test split ({})", ds.csv.display()), ds.frame));
         }

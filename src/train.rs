@@ -4,9 +4,10 @@
 //! Each epoch reports train/validation loss, validation MAE (months) or accuracy, time
 //! and images/s, and appends them to `metrics.csv` and TensorBoard events in the run
 //! directory, which also holds the resolved `config.toml`, `best.*` and `last.*`
-//! checkpoints, the optimizer state and `curves.png` (redrawn every epoch). A killed run continues with `resume`: weights,
-//! Adam moments and the epoch counter are restored, and every random stream is a
-//! function of (seed, epoch), so on the CPU the resumed run ends with the same weights.
+//! checkpoints, the optimizer state and `curves.png` (redrawn every epoch). A killed
+//! run continues with `resume`: weights, Adam moments and the epoch counter are
+//! restored, and every random stream is a function of (seed, epoch), so on the CPU the
+//! resumed run ends with the same weights.
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::time::Instant;

@@ -120,18 +120,16 @@ impl Plot for TrainingCurves {
         let h = &self.history;
         let (left, right) = area.split_horizontally(area.dim_in_pixel().0 / 2);
         let epochs = 0.0..h.iter().map(|m| m.epoch).max().unwrap_or(1) as f64 + 1.0;
-        let loss: Vec<[(f64, f64); 2]> = h
-            .iter()
-            .map(|m| [(m.epoch as f64, m.train_loss), (m.epoch as f64, m.val_loss)])
-            .collect();
+        let series =
+            |f: fn(&EpochMetrics) -> f64| h.iter().map(|m| (m.epoch as f64, f(m))).collect();
         line_chart(
             &left,
             "Loss",
             "loss",
             epochs.clone(),
             &[
-                ("train", FEMALE, loss.iter().map(|p| p[0]).collect()),
-                ("validation", MALE, loss.iter().map(|p| p[1]).collect()),
+                ("train", FEMALE, series(|m| m.train_loss)),
+                ("validation", MALE, series(|m| m.val_loss)),
             ],
         )?;
         let (title, desc, points): (&str, &str, Vec<(f64, f64)>) =

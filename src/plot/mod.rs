@@ -68,7 +68,7 @@ pub(crate) fn plot_err<E: std::error::Error + Send + Sync>(e: DrawingAreaErrorKi
 }
 
 /// Renders `plot` at `size` (default: its own) to an RGB pixel buffer.
-pub fn render_rgb(plot: &impl Plot, size: Option<(u32, u32)>) -> Result<image::RgbImage> {
+fn render_rgb(plot: &impl Plot, size: Option<(u32, u32)>) -> Result<image::RgbImage> {
     register_font();
     let (w, h) = size.unwrap_or_else(|| plot.size());
     let mut buf = vec![0u8; w as usize * h as usize * 3];
@@ -150,11 +150,6 @@ impl Png {
             "EVCXR_BEGIN_CONTENT image/png\n{}\nEVCXR_END_CONTENT",
             base64::engine::general_purpose::STANDARD.encode(&self.0)
         )
-    }
-
-    /// Writes the PNG bytes to `path`.
-    pub fn save(&self, path: &Path) -> Result<()> {
-        std::fs::write(path, &self.0).map_err(|e| Error::io(path, e))
     }
 }
 

@@ -328,13 +328,14 @@ impl AugmentationGallery {
         seed: u64,
     ) -> Result<AugmentationGallery> {
         let views = augment::samples(cached, out, config, n, seed)?;
-        let plain = augment::samples(cached, out, &identity(), 1, seed)?;
-        let tiles = plain
-            .into_iter()
-            .map(|(_, image)| Tile {
-                image,
-                title: "input, no augmentation".into(),
-            })
+        // The plain input is the centred window, as `augment::center_crop` takes it.
+        let (h, w) = (out[0] as u32, out[1] as u32);
+        let (top, left) = ((cached.height() - h) / 2, (cached.width() - w) / 2);
+        let plain = Tile {
+            image: image::imageops::crop_imm(cached, left, top, w, h).to_image(),
+            title: "input, no augmentation".into(),
+        };
+        let tiles = std::iter::once(plain)
             .chain(views.into_iter().map(|(p, image)| Tile {
                 title: describe(&p),
                 image,
@@ -343,19 +344,6 @@ impl AugmentationGallery {
         let mut grid = RadiographGrid::new(tiles, 4);
         grid.title = Some("Augmented training views".into());
         Ok(AugmentationGallery { grid })
-    }
-}
-
-/// An augmentation that changes nothing.
-fn identity() -> AugmentConfig {
-    AugmentConfig {
-        shift: 0.0,
-        scale: 0.0,
-        rotation_deg: 0.0,
-        gamma: [1.0, 1.0],
-        contrast: 0.0,
-        brightness: 0.0,
-        ..AugmentConfig::default()
     }
 }
 
