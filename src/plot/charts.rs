@@ -1,5 +1,5 @@
-//! Charts: the bone-age distribution by sex, training curves from `metrics.csv`, and
-//! the two views of a labelled evaluation (predicted vs true, residuals by age).
+//! Charts: the bone-age distribution by sex and training curves from `metrics.csv`, plus
+//! the chart scaffolding (margins, fonts, mesh, legend) that `evaluation` shares.
 use std::ops::Range;
 use std::path::Path;
 
@@ -12,7 +12,6 @@ use polars::prelude::DataFrame;
 use super::{font, plot_err, Plot, FEMALE, MALE};
 use crate::checkpoint::EpochMetrics;
 use crate::error::{Error, Result};
-use crate::evaluate::Prediction;
 use crate::summary::AgeStats;
 
 /// Bone ages (months) by sex, binned by year: the original's "Analyze gender distribution".
@@ -149,7 +148,7 @@ impl Plot for TrainingCurves {
 }
 
 type Series = (&'static str, RGBColor, Vec<(f64, f64)>);
-type Chart<'a, DB> = ChartContext<'a, DB, Cartesian2d<RangedCoordf64, RangedCoordf64>>;
+pub(super) type Chart<'a, DB> = ChartContext<'a, DB, Cartesian2d<RangedCoordf64, RangedCoordf64>>;
 type Mesh<'a, 'b, DB> = MeshStyle<'a, 'b, RangedCoordf64, RangedCoordf64, DB>;
 
 const AXES_AGE_COUNT: (&str, &str) = ("bone age (years)", "radiographs");
@@ -165,7 +164,7 @@ fn whole(v: &f64) -> String {
 
 /// A captioned x–y chart with the shared margins and fonts, its mesh drawn after `mesh`
 /// has adjusted it (ticks, formatters).
-fn chart<'a, DB: DrawingBackend + 'a>(
+pub(super) fn chart<'a, DB: DrawingBackend + 'a>(
     area: &'a DrawingArea<DB, Shift>,
     caption: &str,
     caption_px: f64,
@@ -223,7 +222,7 @@ fn line_chart<DB: DrawingBackend>(
     legend(&mut chart, SeriesLabelPosition::UpperRight)
 }
 
-fn legend<'a, DB: DrawingBackend + 'a, CT: CoordTranslate>(
+pub(super) fn legend<'a, DB: DrawingBackend + 'a, CT: CoordTranslate>(
     chart: &mut ChartContext<'a, DB, CT>,
     position: SeriesLabelPosition,
 ) -> Result<()> {
@@ -235,130 +234,4 @@ fn legend<'a, DB: DrawingBackend + 'a, CT: CoordTranslate>(
         .label_font(font(13.0))
         .draw()
         .map_err(plot_err)
-}
-
-/// The labelled predictions of an evaluation, as (true, predicted, male) in months.
-fn labelled(predictions: &[Prediction]) -> Result<Vec<(f64, f64, bool)>> {
-    let v: Vec<_> = predictions
-        .iter()
-        .filter_map(|p| Some((p.boneage?, p.predicted, p.male)))
-        .collect();
-    if v.is_empty() {
-        return Err(Error::Invalid {
-            what: "evaluation plot".into(),
-            message: "no labelled age predictions (a sex model, or an unlabelled set)".into(),
-        });
-    }
-    Ok(v)
-}
-
-/// Predicted against true bone age (years) with the identity line and the MAE.
-#[derive(Clone, Debug)]
-pub struct PredictionScatter {
-    pub predictions: Vec<Prediction>,
-}
-
-impl Plot for PredictionScatter {
-    fn size(&self) -> (u32, u32) {
-        (600, 600)
-    }
-
-    fn draw<DB: DrawingBackend>(&self, area: &DrawingArea<DB, Shift>) -> Result<()> {
-        let pts = labelled(&self.predictions)?;
-        let mae = pts.iter().map(|p| (p.1 - p.0).abs()).sum::<f64>() / pts.len() as f64;
-        let top = pts.iter().map(|p| p.0.max(p.1)).fold(12.0, f64::max) / 12.0 + 1.0;
-        let caption = format!("Predicted vs true: MAE {mae:.2} months (n = {})", pts.len());
-        let axes = ("true bone age (years)", "predicted bone age (years)");
-        let mut chart = chart(area, &caption, 18.0, 0.0..top, 0.0..top, axes, |_| {})?;
-        chart
-            .draw_series(DashedLineSeries::new(
-                [(0.0, 0.0), (top, top)],
-                8,
-                6,
-                BLACK.mix(0.6).stroke_width(1),
-            ))
-            .map_err(plot_err)?
-            .label("identity")
-            .legend(|(x, y)| PathElement::new([(x, y), (x + 16, y)], BLACK.mix(0.6)));
-        sex_points(&mut chart, &pts, |p| (p.0 / 12.0, p.1 / 12.0))?;
-        legend(&mut chart, SeriesLabelPosition::UpperLeft)
-    }
-}
-
-/// Residuals (predicted − true, months) against the true age (years), Bland–Altman
-/// style: the mean bias and its 95% limits of agreement (± 1.96 SD). The x axis is the
-/// reference reading rather than the two methods' mean, since the label is the standard.
-#[derive(Clone, Debug)]
-pub struct Residuals {
-    pub predictions: Vec<Prediction>,
-}
-
-impl Plot for Residuals {
-    fn size(&self) -> (u32, u32) {
-        (800, 450)
-    }
-
-    fn draw<DB: DrawingBackend>(&self, area: &DrawingArea<DB, Shift>) -> Result<()> {
-        let pts = labelled(&self.predictions)?;
-        let res: Vec<f64> = pts.iter().map(|p| p.1 - p.0).collect();
-        let s = AgeStats::of(&res).expect("non-empty");
-        let limits = [s.mean - 1.96 * s.sd, s.mean + 1.96 * s.sd];
-        let span = res
-            .iter()
-            .fold(limits[1].abs().max(limits[0].abs()), |m, r| m.max(r.abs()));
-        let right = pts.iter().map(|p| p.0).fold(12.0, f64::max) / 12.0 + 1.0;
-        let caption = format!(
-            "Residuals by age: bias {:+.2}, limits of agreement {:+.1} to {:+.1} months",
-            s.mean, limits[0], limits[1]
-        );
-        let axes = ("true bone age (years)", "predicted − true (months)");
-        let y = -span * 1.1..span * 1.1;
-        let mut chart = chart(area, &caption, 17.0, 0.0..right, y, axes, |_| {})?;
-        sex_points(&mut chart, &pts, |p| (p.0 / 12.0, p.1 - p.0))?;
-        let hline = |y: f64| [(0.0, y), (right, y)];
-        chart
-            .draw_series(LineSeries::new(hline(s.mean), BLACK.stroke_width(2)))
-            .map_err(plot_err)?
-            .label(format!("bias {:+.2}", s.mean))
-            .legend(|(x, y)| PathElement::new([(x, y), (x + 16, y)], BLACK.stroke_width(2)));
-        for (i, y) in limits.into_iter().enumerate() {
-            let series = chart
-                .draw_series(DashedLineSeries::new(
-                    hline(y),
-                    8,
-                    6,
-                    BLACK.mix(0.6).stroke_width(1),
-                ))
-                .map_err(plot_err)?;
-            if i == 1 {
-                series
-                    .label("± 1.96 SD")
-                    .legend(|(x, y)| PathElement::new([(x, y), (x + 16, y)], BLACK.mix(0.6)));
-            }
-        }
-        legend(&mut chart, SeriesLabelPosition::UpperRight)
-    }
-}
-
-/// Circles per sex, each point mapped by `at`; one legend entry per sex.
-fn sex_points<'a, DB: DrawingBackend + 'a>(
-    chart: &mut Chart<'a, DB>,
-    pts: &[(f64, f64, bool)],
-    at: impl Fn(&(f64, f64, bool)) -> (f64, f64),
-) -> Result<()> {
-    for (male, colour, name) in [(false, FEMALE, "female"), (true, MALE, "male")] {
-        let mine: Vec<_> = pts.iter().filter(|p| p.2 == male).collect();
-        if mine.is_empty() {
-            continue;
-        }
-        chart
-            .draw_series(
-                mine.iter()
-                    .map(|p| Circle::new(at(p), 3, colour.mix(0.6).filled())),
-            )
-            .map_err(plot_err)?
-            .label(format!("{name} (n = {})", mine.len()))
-            .legend(move |(x, y)| Circle::new((x + 6, y), 4, colour.filled()));
-    }
-    Ok(())
 }

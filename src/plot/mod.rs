@@ -6,7 +6,9 @@
 //!
 //! Charts: [`AgeHistogram`], [`TrainingCurves`], [`PredictionScatter`], [`Residuals`].
 //! Radiographs: [`RadiographGrid`], [`CropOverlay`], [`AugmentationGallery`].
+mod augmentation;
 mod charts;
+mod evaluation;
 mod radiographs;
 
 use std::io::Cursor;
@@ -19,10 +21,10 @@ use plotters::prelude::*;
 
 use crate::error::{Error, Result};
 
-pub use charts::{AgeHistogram, PredictionScatter, Residuals, TrainingCurves};
-pub use radiographs::{
-    prediction_tiles, radiograph_tiles, AugmentationGallery, CropOverlay, RadiographGrid, Tile,
-};
+pub use augmentation::{AugmentationGallery, CropOverlay};
+pub use charts::{AgeHistogram, TrainingCurves};
+pub use evaluation::{PredictionScatter, Residuals};
+pub use radiographs::{prediction_tiles, radiograph_tiles, RadiographGrid, Tile};
 
 /// The bundled font (DejaVu Sans, Latin-1 plus a few symbols; see `assets/fonts/LICENSE`).
 pub const FONT: &[u8] = include_bytes!("../../assets/fonts/DejaVuSans-subset.ttf");

@@ -1,5 +1,5 @@
-//! Figures of radiographs: a titled grid (id and age, or true vs predicted), the crop
-//! area over a full radiograph, and a gallery of augmented training views.
+//! Figures of radiographs: a titled grid (id and age, or true vs predicted), and the
+//! image drawing that `augmentation`'s figures share.
 use std::collections::HashMap;
 
 use image::GrayImage;
@@ -8,10 +8,9 @@ use plotters::prelude::*;
 use polars::prelude::DataFrame;
 
 use super::{font, plot_err, Plot};
-use crate::augment::{self, AugmentConfig, AugmentParams};
 use crate::error::Result;
 use crate::evaluate::{years_months, Prediction};
-use crate::transforms::{self, CropRegions, Preprocess};
+use crate::transforms::{self, Preprocess};
 
 /// Longest side kept when loading radiographs for display (full-size originals are ~2500 px).
 const DISPLAY_PX: u32 = 512;
@@ -94,7 +93,7 @@ impl Plot for RadiographGrid {
 
 /// Draws `img` scaled to fit `area` with 3 px padding, centred, so that `frame`
 /// (`[top, left, h, w]` in image pixels; default: the image itself) fills the area.
-fn draw_image<DB: DrawingBackend>(
+pub(super) fn draw_image<DB: DrawingBackend>(
     area: &DrawingArea<DB, Shift>,
     img: &GrayImage,
     frame: Option<[f64; 4]>,
@@ -117,7 +116,7 @@ fn draw_image<DB: DrawingBackend>(
 
 /// Where a `[h, w]` frame lands when fitted into `area` with 3 px padding, centred:
 /// (offset x, offset y, scale).
-fn fit_frame<DB: DrawingBackend>(
+pub(super) fn fit_frame<DB: DrawingBackend>(
     area: &DrawingArea<DB, Shift>,
     [fh, fw]: [f64; 2],
 ) -> (f64, f64, f64) {
@@ -128,7 +127,7 @@ fn fit_frame<DB: DrawingBackend>(
 }
 
 /// A radiograph decoded and shrunk so its longest side is at most [`DISPLAY_PX`].
-fn load_for_display(path: &std::path::Path) -> Result<GrayImage> {
+pub(super) fn load_for_display(path: &std::path::Path) -> Result<GrayImage> {
     let img = transforms::decode_gray(path, Preprocess::default().max_pixels)?;
     let s = DISPLAY_PX as f64 / img.width().max(img.height()) as f64;
     if s >= 1.0 {
@@ -192,184 +191,4 @@ pub fn prediction_tiles(
             })
         })
         .collect()
-}
-
-/// The crop window (red) and the augmentation margin (yellow) over a full radiograph.
-#[derive(Clone, Debug)]
-pub struct CropOverlay {
-    pub image: GrayImage,
-    pub regions: CropRegions,
-    pub title: String,
-}
-
-impl CropOverlay {
-    /// The overlay of `preprocess` on the radiograph at `path`.
-    pub fn of(path: &std::path::Path, preprocess: &Preprocess) -> Result<CropOverlay> {
-        Ok(Self::new(
-            transforms::decode_gray(path, preprocess.max_pixels)?,
-            preprocess,
-        ))
-    }
-
-    /// The overlay of `preprocess` on a decoded radiograph.
-    pub fn new(image: GrayImage, preprocess: &Preprocess) -> CropOverlay {
-        let regions = preprocess.regions([image.height(), image.width()]);
-        let [oh, ow] = regions.geometry.out;
-        CropOverlay {
-            title: format!(
-                "{}×{} radiograph: crop {:.0}×{:.0} → {oh}×{ow} network input",
-                image.height(),
-                image.width(),
-                regions.crop[2],
-                regions.crop[3]
-            ),
-            image,
-            regions,
-        }
-    }
-}
-
-impl Plot for CropOverlay {
-    fn size(&self) -> (u32, u32) {
-        let [_, _, h, w] = self.bounds();
-        (560, (560.0 * h / w) as u32 + 64)
-    }
-
-    fn draw<DB: DrawingBackend>(&self, area: &DrawingArea<DB, Shift>) -> Result<()> {
-        let inner = area.titled(&self.title, font(14.0)).map_err(plot_err)?;
-        let (body, key) = inner.split_vertically(inner.dim_in_pixel().1.saturating_sub(24));
-        let [top, left, h, w] = self.bounds();
-        let (ox, oy, s) = fit_frame(&body, [h, w]);
-        let p = |y: f64, x: f64| {
-            (
-                (ox + (x - left) * s).round() as i32,
-                (oy + (y - top) * s).round() as i32,
-            )
-        };
-        // Outside the radiograph the crop is zero-filled: show it black.
-        body.draw(&Rectangle::new(
-            [p(top, left), p(top + h, left + w)],
-            BLACK.filled(),
-        ))
-        .map_err(plot_err)?;
-        draw_image(&body, &self.image, Some(self.bounds()))?;
-        for (window, colour) in [(self.regions.cached, MARGIN), (self.regions.crop, CROP)] {
-            let [t, l, h, w] = window;
-            body.draw(&Rectangle::new(
-                [p(t, l), p(t + h, l + w)],
-                colour.stroke_width(3),
-            ))
-            .map_err(plot_err)?;
-        }
-        let half = key.dim_in_pixel().0 as i32 / 2;
-        key.draw_text(
-            "red: the crop (network input)",
-            &font(13.0).color(&CROP),
-            (8, 4),
-        )
-        .map_err(plot_err)?;
-        key.draw_text(
-            "yellow: crop + margin (cached for augmentation)",
-            &font(13.0).color(&RGBColor(170, 140, 0)),
-            (half, 4),
-        )
-        .map_err(plot_err)?;
-        Ok(())
-    }
-
-    fn raster_only(&self) -> bool {
-        true
-    }
-}
-
-const CROP: RGBColor = RGBColor(220, 30, 30);
-const MARGIN: RGBColor = RGBColor(240, 200, 0);
-
-impl CropOverlay {
-    /// `[top, left, h, w]` covering the image and both windows.
-    fn bounds(&self) -> [f64; 4] {
-        let c = self.regions.cached;
-        let (h, w) = (self.image.height() as f64, self.image.width() as f64);
-        let (t, l) = (c[0].min(0.0), c[1].min(0.0));
-        let (b, r) = ((c[0] + c[2]).max(h), (c[1] + c[3]).max(w));
-        [t, l, b - t, r - l]
-    }
-}
-
-/// The network's un-augmented input next to augmented views of the same radiograph.
-#[derive(Clone, Debug)]
-pub struct AugmentationGallery {
-    pub grid: RadiographGrid,
-}
-
-impl AugmentationGallery {
-    /// `n` views of the radiograph at `path` through `preprocess`, as training sees it.
-    pub fn of(
-        path: &std::path::Path,
-        preprocess: &Preprocess,
-        config: &AugmentConfig,
-        n: usize,
-        seed: u64,
-    ) -> Result<AugmentationGallery> {
-        let out = preprocess
-            .regions(transforms::dimensions(path)?)
-            .geometry
-            .out;
-        Self::new(&preprocess.load(path)?, out, config, n, seed)
-    }
-
-    /// `n` views of a cached image (crop plus margin, as `Preprocess::load` returns),
-    /// sampled from `config` with `seed`, at the network's input size `out`.
-    pub fn new(
-        cached: &GrayImage,
-        out: [usize; 2],
-        config: &AugmentConfig,
-        n: usize,
-        seed: u64,
-    ) -> Result<AugmentationGallery> {
-        let views = augment::samples(cached, out, config, n, seed)?;
-        // The plain input is the centred window, as `augment::center_crop` takes it.
-        let (h, w) = (out[0] as u32, out[1] as u32);
-        let (top, left) = ((cached.height() - h) / 2, (cached.width() - w) / 2);
-        let plain = Tile {
-            image: image::imageops::crop_imm(cached, left, top, w, h).to_image(),
-            title: "input, no augmentation".into(),
-        };
-        let tiles = std::iter::once(plain)
-            .chain(views.into_iter().map(|(p, image)| Tile {
-                title: describe(&p),
-                image,
-            }))
-            .collect();
-        let mut grid = RadiographGrid::new(tiles, 4);
-        grid.title = Some("Augmented training views".into());
-        Ok(AugmentationGallery { grid })
-    }
-}
-
-/// "rot +3.1° ×1.02 γ 0.91" plus the shift in percent.
-fn describe(p: &AugmentParams) -> String {
-    format!(
-        "rot {:+.1}° ×{:.2} γ {:.2} ({:+.0}%, {:+.0}%)",
-        p.angle_deg,
-        p.scale,
-        p.gamma,
-        // `+ 0.0` turns a rounded −0 into +0.
-        (100.0 * p.shift[0]).round() + 0.0,
-        (100.0 * p.shift[1]).round() + 0.0
-    )
-}
-
-impl Plot for AugmentationGallery {
-    fn size(&self) -> (u32, u32) {
-        self.grid.size()
-    }
-
-    fn draw<DB: DrawingBackend>(&self, area: &DrawingArea<DB, Shift>) -> Result<()> {
-        self.grid.draw(area)
-    }
-
-    fn raster_only(&self) -> bool {
-        true
-    }
 }
