@@ -6,7 +6,7 @@ use bone_age::plot::{self, Plot};
 use bone_age::Config;
 use clap::Subcommand;
 
-use crate::DataSource;
+use super::data::DataSource;
 
 #[derive(Subcommand)]
 pub enum PlotCommand {

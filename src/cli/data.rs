@@ -1,0 +1,151 @@
+//! `bone-age data`: summarise a dataset, generate the phantom set, prebuild the image
+//! cache; and `DataSource`, the dataset flags other subcommands share.
+use std::path::PathBuf;
+
+use anyhow::Result;
+use bone_age::dataset::{Dataset, Layout, Split};
+use bone_age::summary::Summary;
+use bone_age::{Config, ImageCache, PhantomSpec};
+use clap::{Args, Subcommand, ValueEnum};
+
+use super::parse_hw;
+
+#[derive(Subcommand)]
+pub enum DataCommand {
+    /// Layout, row/image/missing counts and the bone-age distribution by sex.
+    ///
+    /// Either --data-dir (recipe or Kaggle layout, detected) or --labels CSV --images DIR
+    /// (any of: id,boneage,male | Case ID,Sex | Case ID,Sex,Ground truth bone age (months)).
+    Summary {
+        #[command(flatten)]
+        source: DataSource,
+        /// Print one JSON object instead of the table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Generate the synthetic phantom dataset (recipe layout) into --out.
+    Phantom {
+        /// Output directory (train.csv, train/, test.csv, test/).
+        #[arg(long, value_name = "DIR")]
+        out: PathBuf,
+        /// Training images.
+        #[arg(long, default_value_t = PhantomSpec::default().n_train)]
+        n_train: usize,
+        /// Test images.
+        #[arg(long, default_value_t = PhantomSpec::default().n_test)]
+        n_test: usize,
+        /// Image size as HxW.
+        #[arg(long, default_value = "160x128", value_parser = parse_hw)]
+        size: [u32; 2],
+    },
+    /// Decode and preprocess every image of a split once into the cache (with progress).
+    Cache {
+        #[command(flatten)]
+        source: DataSource,
+    },
+}
+
+#[derive(Args)]
+pub struct DataSource {
+    /// Dataset root [config: paths.data_dir].
+    #[arg(long, value_name = "DIR")]
+    pub data_dir: Option<PathBuf>,
+    /// Which split of --data-dir.
+    #[arg(long, value_enum, default_value_t = SplitArg::Train)]
+    split: SplitArg,
+    /// Force a layout instead of detecting it [config: data.layout].
+    #[arg(long, value_enum)]
+    layout: Option<LayoutArg>,
+    /// A labels CSV (instead of --data-dir), with --images.
+    #[arg(
+        long,
+        value_name = "CSV",
+        requires = "images",
+        conflicts_with = "data_dir"
+    )]
+    labels: Option<PathBuf>,
+    /// The folder of <id>.png images for --labels.
+    #[arg(long, value_name = "DIR", requires = "labels")]
+    images: Option<PathBuf>,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum SplitArg {
+    Train,
+    Test,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum LayoutArg {
+    Recipe,
+    Kaggle,
+}
+
+impl DataSource {
+    pub fn load(&self, config: &Config) -> Result<(Option<Layout>, Dataset)> {
+        if let (Some(csv), Some(images)) = (&self.labels, &self.images) {
+            return Ok((None, Dataset::from_csv(csv, images)?));
+        }
+        let root = self
+            .data_dir
+            .clone()
+            .unwrap_or_else(|| config.paths.data_dir.clone());
+        let split = match self.split {
+            SplitArg::Train => Split::Train,
+            SplitArg::Test => Split::Test,
+        };
+        let layout = match self.layout {
+            Some(LayoutArg::Recipe) => Some(Layout::Recipe),
+            Some(LayoutArg::Kaggle) => Some(Layout::Kaggle),
+            None => config.data.layout,
+        };
+        let (layout, ds) = Dataset::from_dir(&root, split, layout)?;
+        Ok((Some(layout), ds))
+    }
+}
+
+pub fn run(cmd: DataCommand, config: &Config) -> Result<()> {
+    match cmd {
+        DataCommand::Summary { source, json } => {
+            let (layout, ds) = source.load(config)?;
+            let summary = Summary::of(&ds, layout)?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&summary)?);
+            } else {
+                println!("{summary}");
+            }
+        }
+        DataCommand::Phantom {
+            out,
+            n_train,
+            n_test,
+            size,
+        } => {
+            let spec = PhantomSpec {
+                n_train,
+                n_test,
+                size,
+                seed: config.runtime.seed,
+            };
+            bone_age::phantom::write_dataset(&out, &spec)?;
+            println!(
+                "wrote {n_train} + {n_test} phantoms ({}×{}) to {}",
+                size[0],
+                size[1],
+                out.display()
+            );
+        }
+        DataCommand::Cache { source } => {
+            let (_, ds) = source.load(config)?;
+            let cache = ImageCache::open(&ds.frame, &config.preprocess, &config.paths.cache_dir())?;
+            let [h, w] = cache.geometry.cached;
+            println!(
+                "{:?} {} images of {h}×{w}: {}",
+                cache.source,
+                cache.len(),
+                cache.path.display()
+            );
+        }
+    }
+    Ok(())
+}
