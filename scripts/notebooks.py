@@ -134,7 +134,7 @@ def _client_class():
                 self.keep_late_stderr(msg)
                 if msg.get("msg_type") == "stream" and DRAIN_MARKER in msg.get("content", {}).get("text", ""):
                     return
-            raise RuntimeError("the kernel did not echo the stderr marker within 120 s; late `?` errors may be missed")
+            raise CellStderr("the kernel did not echo the stderr marker within 120 s, so a late `?` error may be missed")
 
     return EvcxrClient
 
@@ -199,7 +199,7 @@ def run(paths: list[Path], out: Path, timeout: int) -> int:
 
 
 def selftest(timeout: int, verbose: bool) -> int:
-    """The runner itself: a good notebook passes; a compile error and a `?` error fail."""
+    """The runner itself: a good notebook passes; a compile error and a `?` error (also in the last cell) fail."""
     from nbformat.v4 import new_code_cell, new_notebook
 
     cases = {
