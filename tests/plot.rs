@@ -43,6 +43,14 @@ fn ink_in_rows(img: &RgbImage, y0: u32, y1: u32) -> usize {
         .count()
 }
 
+/// The largest per-pixel difference between two grey images (None when either is empty).
+fn max_diff(a: &GrayImage, b: &GrayImage) -> Option<u8> {
+    a.pixels()
+        .zip(b.pixels())
+        .map(|(p, q)| p.0[0].abs_diff(q.0[0]))
+        .max()
+}
+
 fn predictions() -> Vec<Prediction> {
     // Errors of ±1, ±2 months: MAE 1.50, bias 0.
     (0..40)
@@ -302,11 +310,7 @@ fn augmentation_gallery_starts_with_the_plain_input_and_is_seeded() {
     let plain = &a.grid.tiles[0].image;
     assert_eq!(plain.dimensions(), (50, 60));
     let crop = image::imageops::crop_imm(&cached, 11, 0, 50, 60).to_image(); // 72×60 → 50×60, centred
-    let diff = plain
-        .pixels()
-        .zip(crop.pixels())
-        .map(|(p, q)| p.0[0].abs_diff(q.0[0]))
-        .max();
+    let diff = max_diff(plain, &crop);
     assert!(diff <= Some(1), "max difference {diff:?}");
     for (ta, tb) in a.grid.tiles.iter().zip(&b.grid.tiles) {
         assert_eq!(
@@ -360,11 +364,7 @@ fn gallery_of_a_file_shows_the_network_input_not_the_margin() {
         (48, 60),
         "the input size, without the margin"
     );
-    let diff = plain
-        .pixels()
-        .zip(img.pixels())
-        .map(|(p, q)| p.0[0].abs_diff(q.0[0]))
-        .max();
+    let diff = max_diff(plain, &img);
     assert!(diff <= Some(1), "max difference {diff:?}");
 }
 
