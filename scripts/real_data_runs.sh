@@ -17,9 +17,9 @@ declare -A variants=(
   [percentile]="--set preprocess.normalize={method=\"percentile\",low=1.0,high=99.0}"
 )
 for name in recipe sex-input percentile; do
-  # A run that exists is continued (--resume keeps its saved config and epoch budget).
+  # A run that exists is continued with its saved config, extended to EPOCHS.
   if [ -f "$out/$name/last.safetensors" ]; then
-    BONE_AGE_PROGRESS=0 $bin train --out "$out/$name" --resume --data-dir $data
+    BONE_AGE_PROGRESS=0 $bin train --out "$out/$name" --resume --data-dir $data --epochs "$epochs"
   else
     # shellcheck disable=SC2086
     BONE_AGE_PROGRESS=0 $bin "${common[@]}" ${variants[$name]} train --data-dir $data --out "$out/$name" --epochs "$epochs"

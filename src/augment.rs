@@ -78,6 +78,32 @@ fn symmetric(rng: &mut StdRng, r: f64) -> f64 {
 }
 
 impl AugmentConfig {
+    /// Checks the ranges; the error names the key.
+    pub fn validate(&self) -> crate::Result<()> {
+        let bad = |key: &str, message: String| {
+            Err(crate::Error::ConfigKey {
+                key: format!("augment.{key}"),
+                message,
+            })
+        };
+        for (key, v, max) in [
+            ("shift", self.shift, 0.5),
+            ("scale", self.scale, 0.5),
+            ("rotation_deg", self.rotation_deg, 180.0),
+            ("contrast", self.contrast, 1.0),
+            ("brightness", self.brightness, 1.0),
+        ] {
+            if !(0.0..=max).contains(&v) {
+                return bad(key, format!("{v} must be in [0, {max}]"));
+            }
+        }
+        let [lo, hi] = self.gamma;
+        if !(lo.is_finite() && hi.is_finite() && 0.0 < lo && lo <= hi) {
+            return bad("gamma", format!("[{lo}, {hi}] needs 0 < low <= high"));
+        }
+        Ok(())
+    }
+
     /// Draws one image's parameters.
     pub fn sample(&self, rng: &mut StdRng) -> AugmentParams {
         let gamma = if self.gamma[1] > self.gamma[0] {

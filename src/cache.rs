@@ -119,34 +119,69 @@ pub fn cache_key(paths: &[PathBuf], pre: &Preprocess) -> Result<String> {
 
 /// Decodes and preprocesses every image in parallel into one `[N, Hc, Wc]` buffer.
 /// Every unreadable image is reported (not just the first), naming each file.
+///
+/// A header pass reads every image's size first (nothing is decoded), so an oversized
+/// image (a decompression bomb) is refused before any buffer is sized. In whole-image
+/// mode the output size follows the images' size, which must be one for all: the most
+/// common size sets it, and the images of another size are the ones reported.
 fn build(paths: &[PathBuf], pre: &Preprocess) -> Result<(Vec<u8>, Geometry)> {
-    // The first image fixes the size (it matters only in whole-image mode).
-    let geometry = match pre.fit {
-        Some(fit) => pre.geometry(fit),
-        None => pre.geometry(crate::transforms::dimensions(&paths[0])?),
+    let headers: Vec<Result<[u32; 2]>> = paths
+        .par_iter()
+        .map(|p| crate::transforms::checked_dimensions(p, pre.max_pixels))
+        .collect();
+    let geometry = match pre.fixed_geometry() {
+        Some(g) => g,
+        None => {
+            let mut counts: HashMap<[u32; 2], usize> = HashMap::new();
+            for hw in headers.iter().flatten() {
+                *counts.entry(*hw).or_default() += 1;
+            }
+            // Most common size; ties go to the one seen first.
+            let first_seen =
+                |hw: &[u32; 2]| headers.iter().position(|h| h.as_ref().ok() == Some(hw));
+            match counts
+                .iter()
+                .max_by_key(|(hw, &n)| (n, std::cmp::Reverse(first_seen(hw))))
+            {
+                Some((hw, _)) => pre.geometry(*hw),
+                None => pre.geometry([1, 1]), // every header failed: reported below
+            }
+        }
     };
     let per = geometry.cached[0] * geometry.cached[1];
+    let majority = headers
+        .iter()
+        .flatten()
+        .filter(|hw| pre.geometry(**hw) == geometry)
+        .count();
     let mut pixels = vec![0u8; per * paths.len()];
     let errors: Vec<Error> = pixels
         .par_chunks_mut(per)
-        .zip(paths.par_iter())
+        .zip(paths.par_iter().zip(headers))
         .progress_with(crate::progress::bar(paths.len() as u64, "preprocess"))
-        .filter_map(|(dst, path)| match pre.load(path) {
-            Ok(img) if img.len() == per => {
-                dst.copy_from_slice(&img);
-                None
+        .filter_map(|(dst, (path, header))| {
+            if let Err(e) = header {
+                return Some(e);
             }
-            Ok(img) => Some(Error::Image {
-                path: path.clone(),
-                message: format!(
-                    "preprocessed to {}×{}, but the first image gave {}×{}; set preprocess.crop_size or fit",
-                    img.width(),
-                    img.height(),
-                    geometry.cached[1],
-                    geometry.cached[0]
-                ),
-            }),
-            Err(e) => Some(e),
+            match pre.load(path) {
+                Ok(img) if img.len() == per => {
+                    dst.copy_from_slice(&img);
+                    None
+                }
+                Ok(img) => Some(Error::Image {
+                    path: path.clone(),
+                    message: format!(
+                        "preprocessed to {}×{}, but {majority} of {} images give {}×{}: whole-image \
+                         mode needs images of one size (set preprocess.fit, or crop_size)",
+                        img.width(),
+                        img.height(),
+                        paths.len(),
+                        geometry.cached[1],
+                        geometry.cached[0]
+                    ),
+                }),
+                Err(e) => Some(e),
+            }
         })
         .collect();
     if !errors.is_empty() {
@@ -196,9 +231,12 @@ fn write(path: &Path, key: &str, pixels: &[u8], ids: &[i64], g: Geometry) -> Res
     .into_iter()
     .map(|(k, v)| (k.to_string(), v))
     .collect();
-    let tmp = path.with_extension("safetensors.partial");
-    safetensors::serialize_to_file(tensors, Some(meta), &tmp)
-        .map_err(|e| bad(format!("writing cache: {e}")))?;
+    // Per process: two runs sharing a cache directory may build the same file at once.
+    let tmp = path.with_extension(format!("safetensors.partial-{}", std::process::id()));
+    if let Err(e) = safetensors::serialize_to_file(tensors, Some(meta), &tmp) {
+        let _ = std::fs::remove_file(&tmp); // a full disk must not leave half a cache behind
+        return Err(bad(format!("writing cache: {e}")));
+    }
     std::fs::rename(&tmp, path).map_err(|e| Error::io(path, e))
 }
 

@@ -8,14 +8,22 @@ use tch::{nn, Device};
 use crate::config::Config;
 use crate::error::{Error, Result};
 use crate::model::M46;
+use crate::transforms::Preprocess;
 
 /// Writes `path` through `write(tmp)` then renames, so a kill never leaves a torn file.
 /// The temporary name keeps the extension (tch picks the format from it).
+/// A failed write removes its temporary; one a kill leaves behind is removed by
+/// [`crate::commit::recover`] when the run directory is next opened.
 pub fn atomic(path: &Path, write: impl FnOnce(&Path) -> Result<()>) -> Result<()> {
     let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("file");
     let tmp = path.with_file_name(format!(".tmp-{}-{name}", std::process::id()));
-    write(&tmp)?;
-    std::fs::rename(&tmp, path).map_err(|e| Error::io(path, e))
+    if let Err(e) =
+        write(&tmp).and_then(|()| std::fs::rename(&tmp, path).map_err(|e| Error::io(path, e)))
+    {
+        let _ = std::fs::remove_file(&tmp);
+        return Err(e);
+    }
+    Ok(())
 }
 
 /// Metrics of one epoch.
@@ -33,6 +41,9 @@ pub struct EpochMetrics {
     pub seconds: f64,
     /// Training images per second.
     pub images_per_s: f64,
+    /// When the epoch ended, seconds since the Unix epoch (TensorBoard's wall time).
+    #[serde(default)]
+    pub wall_time: f64,
 }
 
 impl std::fmt::Display for EpochMetrics {
@@ -87,23 +98,84 @@ pub fn sidecar(weights: &Path) -> PathBuf {
     weights.with_extension("json")
 }
 
-/// Saves weights and sidecar (each atomically; the sidecar last, so it only ever
-/// describes complete weights).
-pub fn save(vs: &nn::VarStore, weights: &Path, meta: &CheckpointMeta) -> Result<()> {
-    atomic(weights, |tmp| vs.save(tmp).map_err(Error::from))?;
-    let json = serde_json::to_vec_pretty(meta).expect("metadata serialises");
-    atomic(&sidecar(weights), |tmp| {
-        std::fs::write(tmp, &json).map_err(|e| Error::io(tmp, e))
-    })
+/// Writes the weights of `vs` to `path` (safetensors).
+pub fn write_weights(vs: &nn::VarStore, path: &Path) -> Result<()> {
+    vs.save(path).map_err(Error::from)
 }
 
-/// Reads a sidecar.
+/// Writes a sidecar to `path`.
+pub fn write_meta(meta: &CheckpointMeta, path: &Path) -> Result<()> {
+    let json = serde_json::to_vec_pretty(meta).expect("metadata serialises");
+    std::fs::write(path, json).map_err(|e| Error::io(path, e))
+}
+
+/// Reads and checks a sidecar: the network takes one grey channel of at least 127×127.
 pub fn read_meta(weights: &Path) -> Result<CheckpointMeta> {
     let path = sidecar(weights);
     let text = std::fs::read_to_string(&path).map_err(|e| Error::io(&path, e))?;
-    serde_json::from_str(&text).map_err(|e| Error::Checkpoint {
-        path,
+    let meta: CheckpointMeta = serde_json::from_str(&text).map_err(|e| Error::Checkpoint {
+        path: path.clone(),
         message: e.to_string(),
+    })?;
+    let [c, h, w] = meta.input_shape;
+    if c != 1 || h < 127 || w < 127 {
+        return Err(Error::Checkpoint {
+            path,
+            message: format!(
+                "input_shape [{c}, {h}, {w}] is not one a bone-age model takes: radiographs are \
+                 1 grey channel of at least 127×127"
+            ),
+        });
+    }
+    Ok(meta)
+}
+
+/// Loads `weights` into `vs`: every variable must be in the file with its exact shape
+/// (libtorch's own copy would broadcast a [32, 1, 3, 3] kernel into [32, 3, 3, 3]).
+pub fn load_weights(vs: &mut nn::VarStore, weights: &Path) -> Result<()> {
+    let bad = |message: String| Error::Checkpoint {
+        path: weights.to_path_buf(),
+        message,
+    };
+    let file: std::collections::HashMap<String, tch::Tensor> =
+        tch::Tensor::read_safetensors(weights)
+            .map_err(|e| {
+                bad(format!(
+                    "not readable weights: {}",
+                    crate::error::torch_message(&e)
+                ))
+            })?
+            .into_iter()
+            .collect();
+    let mut problems = Vec::new();
+    let mut vars = vs.variables();
+    let mut names: Vec<&String> = vars.keys().collect();
+    names.sort();
+    for name in names {
+        let want = vars[name].size();
+        match file.get(name) {
+            None => problems.push(format!("`{name}` is missing")),
+            Some(t) if t.size() != want => problems.push(format!(
+                "`{name}` is {:?} in the file, the model needs {want:?}",
+                t.size()
+            )),
+            Some(_) => {}
+        }
+    }
+    if !problems.is_empty() {
+        let n = problems.len();
+        problems.truncate(5);
+        return Err(bad(format!(
+            "weights do not fit the model its sidecar describes ({n} problem(s)): {}",
+            problems.join("; ")
+        )));
+    }
+    tch::no_grad(|| -> Result<()> {
+        for (name, var) in vars.iter_mut() {
+            let src = file[name].to_device(var.device()).to_kind(var.kind());
+            var.f_copy_(&src)?;
+        }
+        Ok(())
     })
 }
 
@@ -130,15 +202,53 @@ impl Checkpoint {
         let meta = read_meta(weights)?;
         let mut vs = nn::VarStore::new(device);
         let model = M46::new(&vs.root(), meta.input_shape, meta.config.model.clone())?;
-        vs.load(weights).map_err(|e| Error::Checkpoint {
-            path: weights.to_path_buf(),
-            message: e.to_string(),
-        })?;
+        load_weights(&mut vs, weights)?;
         Ok(Checkpoint {
             vs,
             model,
             meta,
             path: weights.to_path_buf(),
         })
+    }
+}
+
+impl Checkpoint {
+    /// The preprocessing that brings a radiograph of any size to this network's input;
+    /// see [`inference_preprocess`].
+    pub fn preprocess(&self) -> Result<Preprocess> {
+        inference_preprocess(&self.meta, &self.path)
+    }
+}
+
+/// The training preprocessing, made to end at the network's input size for every image:
+/// a whole-image model gets `stretch` to the size of its training images (recovered from
+/// the input size and the scale), so a 2044×1514 original is not judged by a 128×128
+/// patch. A crop or `fit` already ends at a fixed size, which must be the input size.
+pub fn inference_preprocess(meta: &CheckpointMeta, path: &Path) -> Result<Preprocess> {
+    let mut p = meta.config.preprocess.clone();
+    let want = [meta.input_shape[1] as usize, meta.input_shape[2] as usize];
+    if p.fixed_geometry().is_none() {
+        let guess = want.map(|v| (v as f64 / p.scale).round() as i64);
+        let mut offsets: Vec<(i64, i64)> = (-2..=2)
+            .flat_map(|a| (-2..=2).map(move |b| (a, b)))
+            .collect();
+        offsets.sort_by_key(|(a, b)| a.abs() + b.abs());
+        p.stretch = offsets
+            .into_iter()
+            .map(|(a, b)| [guess[0] + a, guess[1] + b])
+            .filter(|hw| hw[0] > 0 && hw[1] > 0)
+            .map(|hw| [hw[0] as u32, hw[1] as u32])
+            .find(|hw| p.geometry(*hw).out == want);
+    }
+    match p.fixed_geometry() {
+        Some(g) if g.out == want => Ok(p),
+        got => Err(Error::Checkpoint {
+            path: path.to_path_buf(),
+            message: format!(
+                "its preprocessing ends at {:?}, but its network takes {want:?} (H, W): \
+                 the sidecar does not describe these weights",
+                got.map(|g| g.out)
+            ),
+        }),
     }
 }

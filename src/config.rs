@@ -138,13 +138,103 @@ pub fn default_cache_dir() -> PathBuf {
 impl Config {
     /// Defaults, overlaid with `file` when given.
     pub fn load(file: Option<&Path>) -> Result<Self> {
-        match file {
-            None => Ok(Self::default()),
-            Some(path) => {
-                let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
-                Self::from_toml(&text, path)
+        let mut config = Self::default();
+        if let Some(path) = file {
+            config.overlay_file(path)?;
+        }
+        Ok(config)
+    }
+
+    /// Overlays the keys a TOML file sets, keeping every other value of `self`
+    /// (so a file can apply over a saved run's config as well as over the defaults).
+    pub fn overlay_file(&mut self, path: &Path) -> Result<()> {
+        let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
+        let file_err = |message: String| Error::ConfigFile {
+            path: path.to_path_buf(),
+            message,
+        };
+        // Parsed alone first, so unknown keys and bad types are named against the file.
+        Self::from_toml(&text, path)?;
+        let over: toml::Table = text
+            .parse()
+            .map_err(|e: toml::de::Error| file_err(e.to_string()))?;
+        let mut root = toml::Table::try_from(&*self).map_err(|e| file_err(e.to_string()))?;
+        merge(&mut root, over);
+        *self = root
+            .try_into()
+            .map_err(|e: toml::de::Error| file_err(e.to_string()))?;
+        Ok(())
+    }
+
+    /// Checks every value that would otherwise fail late or silently (a negative or NaN
+    /// learning rate, zero epochs, an empty batch, an impossible fold); the error names
+    /// the key and the value.
+    pub fn validate(&self) -> Result<()> {
+        let bad = |key: &str, message: String| {
+            Err(Error::ConfigKey {
+                key: key.into(),
+                message,
+            })
+        };
+        let t = &self.train;
+        if t.epochs == 0 {
+            return bad("train.epochs", "0: train at least 1 epoch".into());
+        }
+        for (key, v) in [
+            ("train.lr", t.lr),
+            ("train.step_gamma", t.step_gamma),
+            ("train.head_lr_scale", t.head_lr_scale),
+        ] {
+            if !(v.is_finite() && v > 0.0) {
+                return bad(key, format!("{v} must be a positive, finite number"));
             }
         }
+        for (key, v) in [
+            ("train.min_lr", t.min_lr),
+            ("train.weight_decay", t.weight_decay),
+            ("train.warmup_epochs", t.warmup_epochs),
+        ] {
+            if !(v.is_finite() && v >= 0.0) {
+                return bad(key, format!("{v} must be a finite number >= 0"));
+            }
+        }
+        if t.min_lr > t.lr {
+            return bad(
+                "train.min_lr",
+                format!("{} is above train.lr = {}", t.min_lr, t.lr),
+            );
+        }
+        if t.warmup_epochs > t.epochs as f64 {
+            return bad(
+                "train.warmup_epochs",
+                format!(
+                    "{} is more than train.epochs = {}",
+                    t.warmup_epochs, t.epochs
+                ),
+            );
+        }
+        if let Some(b) = t.betas.iter().find(|b| !(0.0..1.0).contains(*b)) {
+            return bad("train.betas", format!("{b} must be in [0, 1)"));
+        }
+        if t.step_every == 0 {
+            return bad("train.step_every", "0 must be >= 1".into());
+        }
+        t.lr_at(1, 0.0)?;
+        if self.loader.batch_size == 0 {
+            return bad("loader.batch_size", "0 must be >= 1".into());
+        }
+        let s = &self.split;
+        if s.n_folds < 2 || !(1..=s.n_folds).contains(&s.test_fold) {
+            return bad(
+                "split.test_fold",
+                format!(
+                    "fold {} of {}: need n_folds >= 2 and 1 <= test_fold <= n_folds",
+                    s.test_fold, s.n_folds
+                ),
+            );
+        }
+        self.augment.validate()?;
+        self.preprocess.validate()
     }
 
     /// Parses TOML text; `origin` names it in errors. Missing keys keep defaults,
@@ -194,9 +284,63 @@ impl Config {
 
     /// Writes the resolved config (atomically: temp file, then rename).
     pub fn save(&self, path: &Path) -> Result<()> {
-        let tmp = path.with_extension("toml.tmp");
-        std::fs::write(&tmp, self.to_toml()).map_err(|e| Error::io(&tmp, e))?;
-        std::fs::rename(&tmp, path).map_err(|e| Error::io(path, e))
+        crate::checkpoint::atomic(path, |tmp| {
+            std::fs::write(tmp, self.to_toml()).map_err(|e| Error::io(tmp, e))
+        })
+    }
+
+    /// The dotted keys whose values differ between `self` and `other`, with both values.
+    pub fn diff(&self, other: &Config) -> Vec<(String, String, String)> {
+        let flat = |c: &Config| {
+            let mut out = std::collections::BTreeMap::new();
+            flatten(
+                "",
+                &toml::Value::Table(toml::Table::try_from(c).expect("config is a table")),
+                &mut out,
+            );
+            out
+        };
+        let (a, b) = (flat(self), flat(other));
+        let keys: std::collections::BTreeSet<&String> = a.keys().chain(b.keys()).collect();
+        keys.into_iter()
+            .filter(|k| a.get(*k) != b.get(*k))
+            .map(|k| {
+                let show = |m: &std::collections::BTreeMap<String, String>| {
+                    m.get(k).cloned().unwrap_or_else(|| "(unset)".into())
+                };
+                (k.clone(), show(&a), show(&b))
+            })
+            .collect()
+    }
+}
+
+/// Merges `over` into `base`, table by table.
+fn merge(base: &mut toml::Table, over: toml::Table) {
+    for (k, v) in over {
+        match (base.get_mut(&k), v) {
+            (Some(toml::Value::Table(b)), toml::Value::Table(o)) => merge(b, o),
+            (_, v) => {
+                base.insert(k, v);
+            }
+        }
+    }
+}
+
+fn flatten(prefix: &str, v: &toml::Value, out: &mut std::collections::BTreeMap<String, String>) {
+    match v {
+        toml::Value::Table(t) => {
+            for (k, v) in t {
+                let key = if prefix.is_empty() {
+                    k.clone()
+                } else {
+                    format!("{prefix}.{k}")
+                };
+                flatten(&key, v, out);
+            }
+        }
+        other => {
+            out.insert(prefix.to_string(), other.to_string());
+        }
     }
 }
 
@@ -261,6 +405,52 @@ mod tests {
         let path = dir.path().join("config.toml");
         c.save(&path).unwrap();
         assert_eq!(Config::load(Some(&path)).unwrap(), c);
+    }
+
+    #[test]
+    fn values_that_would_fail_late_are_refused_with_their_key() {
+        for (key, value, needle) in [
+            ("train.lr", "-1", "train.lr"),
+            ("train.lr", "nan", "train.lr"),
+            ("train.min_lr", "-1e-5", "train.min_lr"),
+            ("train.epochs", "0", "train.epochs"),
+            ("train.betas", "[0.5, 1.5]", "train.betas"),
+            ("loader.batch_size", "0", "loader.batch_size"),
+            ("split.test_fold", "11", "split.test_fold"),
+            ("preprocess.scale", "0", "scale"),
+            ("augment.rotation_deg", "-5", "augment.rotation_deg"),
+            ("augment.gamma", "[1.2, 0.8]", "augment.gamma"),
+        ] {
+            let mut c = Config::default();
+            c.set(key, value).unwrap();
+            let msg = c.validate().unwrap_err().to_string();
+            assert!(msg.contains(needle), "{key} = {value}: {msg}");
+        }
+        Config::default().validate().unwrap();
+    }
+
+    #[test]
+    fn a_file_overlays_a_saved_config_and_diff_names_the_changes() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("f.toml");
+        std::fs::write(&file, "[train]\nepochs = 3\n").unwrap();
+        let mut saved = Config::default();
+        saved.set("train.lr", "1e-3").unwrap();
+        let mut c = saved.clone();
+        c.overlay_file(&file).unwrap();
+        assert_eq!(
+            (c.train.epochs, c.train.lr),
+            (3, 1e-3),
+            "only the file's keys change"
+        );
+        assert_eq!(
+            saved.diff(&c),
+            vec![(
+                "train.epochs".to_string(),
+                "50".to_string(),
+                "3".to_string()
+            )]
+        );
     }
 
     #[test]

@@ -88,6 +88,8 @@ impl fmt::Display for Layout {
 pub enum CsvFormat {
     /// `id,boneage,male` (recipe and Kaggle training; `male` True/False).
     IdBoneageMale,
+    /// `id,male` without bone ages: unlabelled, for prediction only.
+    IdMale,
     /// `Case ID,Sex` (Kaggle test; Sex M/F), unlabelled.
     CaseIdSex,
     /// `Case ID,Sex,Ground truth bone age (months)` (official RSNA test labels).
@@ -177,7 +179,7 @@ impl Dataset {
             "id".into(),
             kept.iter().map(|(r, _)| r.id).collect::<Vec<i64>>(),
         )];
-        if format != CsvFormat::CaseIdSex {
+        if !matches!(format, CsvFormat::CaseIdSex | CsvFormat::IdMale) {
             let ages: Vec<f64> = kept
                 .iter()
                 .map(|(r, _)| r.boneage.unwrap_or(f64::NAN))
@@ -208,8 +210,27 @@ impl Dataset {
     }
 
     pub fn is_labelled(&self) -> bool {
-        self.frame.column("boneage").is_ok()
+        is_labelled(&self.frame)
     }
+}
+
+/// Whether a frame has bone ages.
+pub fn is_labelled(frame: &DataFrame) -> bool {
+    frame.column("boneage").is_ok()
+}
+
+/// An error unless `frame` has bone ages: `what` says what needed them, `source` names the data.
+pub fn require_labels(frame: &DataFrame, source: &Path, what: &str) -> Result<()> {
+    if is_labelled(frame) {
+        return Ok(());
+    }
+    Err(Error::Dataset {
+        path: source.to_path_buf(),
+        message: format!(
+            "no bone-age column (`boneage` or `Ground truth bone age (months)`): {what} needs \
+             labelled radiographs; `bone-age predict` reads unlabelled ones"
+        ),
+    })
 }
 
 /// One validated CSV row.
@@ -266,7 +287,8 @@ fn read_rows(csv_path: &Path) -> Result<(CsvFormat, Vec<Row>)> {
         ));
     };
     let format = match (headers[id_col].as_str(), age_col) {
-        ("id", _) => CsvFormat::IdBoneageMale,
+        ("id", Some(_)) => CsvFormat::IdBoneageMale,
+        ("id", None) => CsvFormat::IdMale,
         (_, Some(_)) => CsvFormat::RsnaGroundTruth,
         (_, None) => CsvFormat::CaseIdSex,
     };

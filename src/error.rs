@@ -59,7 +59,7 @@ pub enum Error {
     #[error("plot: {0}")]
     Plot(String),
 
-    #[error("libtorch: {0}")]
+    #[error("libtorch: {}", torch_message(.0))]
     Torch(#[from] tch::TchError),
 }
 
@@ -71,4 +71,19 @@ impl Error {
             source,
         }
     }
+}
+
+/// A libtorch error's message without the C++ stack frames it carries.
+pub fn torch_message(e: &tch::TchError) -> String {
+    let text = e.to_string();
+    let cut = [
+        "\nException raised from",
+        "Exception raised from",
+        "\nframe #0",
+    ]
+    .iter()
+    .filter_map(|m| text.find(m))
+    .min()
+    .unwrap_or(text.len());
+    text[..cut].trim().to_string()
 }

@@ -1,6 +1,7 @@
 //! Scoring a checkpoint on a labelled set (MAE and median absolute error in months, or
-//! accuracy for the sex model; optional test-time augmentation), and predicting the
-//! bone age of single radiographs with exactly the training preprocessing.
+//! accuracy for the sex model; optional test-time augmentation), through the
+//! checkpoint's own preprocessing (see [`Checkpoint::preprocess`]). Single radiographs
+//! are read by [`crate::predict`].
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
@@ -32,6 +33,8 @@ pub struct Prediction {
 #[derive(Clone, Debug, Serialize)]
 pub struct Evaluation {
     pub checkpoint: PathBuf,
+    /// What was scored, e.g. "held-out fold 5 of 5" (set by the caller).
+    pub set: String,
     pub images: usize,
     pub target: Target,
     pub mae_months: Option<f64>,
@@ -39,6 +42,8 @@ pub struct Evaluation {
     pub accuracy: Option<f64>,
     /// Augmented passes averaged with the plain one (0 = none).
     pub tta: usize,
+    /// Age predictions outside 0–228 months (left as they are in the metrics).
+    pub out_of_range: usize,
     #[serde(skip)]
     pub predictions: Vec<Prediction>,
 }
@@ -47,6 +52,9 @@ impl std::fmt::Display for Evaluation {
     /// The table `bone-age evaluate` prints.
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         writeln!(f, "checkpoint        {}", self.checkpoint.display())?;
+        if !self.set.is_empty() {
+            writeln!(f, "set               {}", self.set)?;
+        }
         write!(f, "images            {}", self.images)?;
         if self.tta > 0 {
             write!(f, " (TTA: {} augmented passes)", self.tta)?;
@@ -57,6 +65,13 @@ impl std::fmt::Display for Evaluation {
         }
         if let Some(acc) = self.accuracy {
             write!(f, "\naccuracy          {:.1}%", acc * 100.0)?;
+        }
+        if self.out_of_range > 0 {
+            write!(
+                f,
+                "\nwarning           {} prediction(s) outside 0–228 months",
+                self.out_of_range
+            )?;
         }
         Ok(())
     }
@@ -95,13 +110,14 @@ pub fn evaluate(
 ) -> Result<Evaluation> {
     let cfg = &ckpt.meta.config;
     let device = ckpt.vs.device();
-    let cache = ImageCache::open(frame, &cfg.preprocess, cache_dir)?;
+    let target = ckpt.model.config.target;
+    let labels = check_labels(frame, target)?;
+    let cache = ImageCache::open(frame, &ckpt.preprocess()?, cache_dir)?;
     let loader_cfg = LoaderConfig {
         batch_size,
         drop_last: false,
         ..cfg.loader.clone()
     };
-    let target = ckpt.model.config.target;
     let loader = BatchLoader::new(
         &cache,
         frame,
@@ -149,12 +165,17 @@ pub fn evaluate(
             .to_device(Device::Cpu);
         outputs.extend(Vec::<f64>::try_from(mean.flatten(0, 1))?);
     }
+    if let Some(bad) = outputs.iter().position(|v| !v.is_finite()) {
+        return Err(Error::Checkpoint {
+            path: ckpt.path.clone(),
+            message: format!(
+                "the network's output for image {} is {}: the weights are broken",
+                ids[bad].1, outputs[bad]
+            ),
+        });
+    }
     let males = dataset::males(frame)?;
-    let ages = if frame.column("boneage").is_ok() {
-        Some(dataset::ages(frame)?)
-    } else {
-        None
-    };
+    let ages = labels;
     let predictions: Vec<Prediction> = ids
         .iter()
         .zip(outputs)
@@ -173,8 +194,17 @@ pub fn evaluate(
         .filter_map(|p| p.boneage.map(|a| (p.predicted - a).abs()))
         .collect();
     let errors = crate::summary::AgeStats::of(&abs).filter(|_| target == Target::Age);
+    let (lo, hi) = crate::predict::AGE_RANGE_MONTHS;
+    let out_of_range = match target {
+        Target::Age => predictions
+            .iter()
+            .filter(|p| !(lo..=hi).contains(&p.predicted))
+            .count(),
+        Target::Sex => 0,
+    };
     Ok(Evaluation {
         checkpoint: ckpt.path.clone(),
+        set: String::new(),
         images: predictions.len(),
         target,
         mae_months: errors.as_ref().map(|s| s.mean),
@@ -187,8 +217,32 @@ pub fn evaluate(
                 / predictions.len().max(1) as f64
         }),
         tta,
+        out_of_range,
         predictions,
     })
+}
+
+/// The bone ages of `frame`: required (and finite) for an age model, optional for a sex model.
+fn check_labels(frame: &DataFrame, target: Target) -> Result<Option<Vec<f64>>> {
+    if !dataset::is_labelled(frame) {
+        return match target {
+            Target::Sex => Ok(None),
+            Target::Age => Err(Error::Invalid {
+                what: "evaluation set".into(),
+                message: "it has no bone ages (`boneage` column), so there is nothing to score \
+                          against; `bone-age predict` reads unlabelled radiographs"
+                    .into(),
+            }),
+        };
+    }
+    let ages = dataset::ages(frame)?;
+    if let Some(i) = ages.iter().position(|a| !a.is_finite()) {
+        return Err(Error::Invalid {
+            what: "evaluation set".into(),
+            message: format!("image {} has bone age {}", dataset::ids(frame)?[i], ages[i]),
+        });
+    }
+    Ok(Some(ages))
 }
 
 /// Writes `id,male,boneage,predicted,abs_error` (age) or `id,male,p_male` (sex).
@@ -279,37 +333,4 @@ pub fn write_plots(eval: &Evaluation, dir: &Path) -> Result<Vec<PathBuf>> {
     Ok(vec![scatter, residuals])
 }
 
-/// The bone age (months) of one radiograph file, through the checkpoint's own
-/// preprocessing. `male` is required when the model takes sex as an input.
-pub fn predict_file(ckpt: &Checkpoint, path: &Path, male: Option<bool>) -> Result<f64> {
-    let cfg = &ckpt.meta.config;
-    if ckpt.model.config.sex_input && male.is_none() {
-        return Err(Error::Invalid {
-            what: "prediction".into(),
-            message: "this model takes sex as an input: pass --sex M or --sex F".into(),
-        });
-    }
-    let img = cfg.preprocess.load(path)?;
-    let [h, w] = [img.height() as i64, img.width() as i64];
-    let raw = Tensor::from_data_size(img.as_raw(), &[1, 1, h, w], Kind::Uint8)
-        .to_device(ckpt.vs.device());
-    let out_hw = [
-        ckpt.meta.input_shape[1] as usize,
-        ckpt.meta.input_shape[2] as usize,
-    ];
-    let x = augment::standardize(&augment::center_crop(&raw, out_hw));
-    let m = Tensor::from_slice(&[male.unwrap_or(false) as u8 as f32])
-        .view([1, 1])
-        .to_device(ckpt.vs.device());
-    let y = f64::try_from(ckpt.model.predict(&x, Some(&m)).to_kind(Kind::Double))?;
-    Ok(match ckpt.model.config.target {
-        Target::Age => y * AGE_SCALE + AGE_CENTER,
-        Target::Sex => y,
-    })
-}
-
-/// "11 y 10 m" for 142 months.
-pub fn years_months(months: f64) -> String {
-    let total = months.round().max(0.0) as i64;
-    format!("{} y {} m", total / 12, total % 12)
-}
+pub use crate::predict::years_months;

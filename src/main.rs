@@ -87,17 +87,14 @@ enum Command {
     /// model. Writes predictions.csv, metrics.json and, for an age model, scatter.png
     /// (predicted vs true) and residuals.png (Bland–Altman style).
     Evaluate(cli::evaluate::EvaluateArgs),
-    /// Predict the bone age of radiographs (any format the pipeline reads).
-    Predict {
-        /// Image files.
-        #[arg(required = true)]
-        images: Vec<PathBuf>,
-        #[arg(long, value_name = "FILE")]
-        checkpoint: PathBuf,
-        /// The patient's sex, M or F (required by models trained with sex as an input).
-        #[arg(long, value_parser = cli::evaluate::parse_sex)]
-        sex: Option<bool>,
-    },
+    /// Predict the bone age of radiographs through the checkpoint's own preprocessing.
+    ///
+    /// Prints one line per image: path, months, years and months. Readings are kept to
+    /// 0–228 months (flagged when the network's output was outside), and images that
+    /// cannot show a hand (too small, no contrast, the crop off the image) are warned
+    /// about. An image that cannot be read is reported and the others are still
+    /// predicted; the exit code is then 1.
+    Predict(cli::evaluate::PredictArgs),
     /// Figures as PNG or SVG files: data, augmentation, training curves, evaluation.
     #[command(subcommand)]
     Plot(cli::plot::PlotCommand),
@@ -124,14 +121,17 @@ fn main() -> ExitCode {
     match run(cli) {
         Ok(code) => code,
         Err(e) => {
-            eprintln!("error: {e:#}");
+            eprintln!("error: {}", error_chain(&e));
             ExitCode::FAILURE
         }
     }
 }
 
 fn run(cli: Cli) -> Result<ExitCode> {
-    let config = resolve_config(&cli.global)?;
+    let config = resolve_config(Config::default(), &cli.global)?;
+    if !matches!(cli.command, Command::Doctor { .. }) {
+        config.validate()?;
+    }
     match cli.command {
         Command::Doctor { json } => {
             let report = Doctor::collect(&config, cli.global.config.as_deref());
@@ -149,13 +149,11 @@ fn run(cli: Cli) -> Result<ExitCode> {
             sex_input,
             model_type,
         } => model(input_shape, sex_input, model_type)?,
-        Command::Train(args) => cli::train::run(args, config)?,
+        Command::Train(args) => {
+            cli::train::run(args, config, |base| resolve_config(base, &cli.global))?
+        }
         Command::Evaluate(args) => cli::evaluate::run(args, &config)?,
-        Command::Predict {
-            images,
-            checkpoint,
-            sex,
-        } => cli::evaluate::predict(&images, &checkpoint, sex, &config)?,
+        Command::Predict(args) => return cli::evaluate::predict(args, &config),
         Command::Plot(cmd) => cli::plot::run(cmd, &config)?,
         Command::Bench(cmd) => cli::bench::run(cmd, &config)?,
     }
@@ -185,9 +183,12 @@ fn model(input: [i64; 3], sex_input: bool, target: TargetArg) -> Result<()> {
     Ok(())
 }
 
-/// defaults < --config file < --set KEY=VALUE < dedicated flags.
-fn resolve_config(g: &GlobalArgs) -> Result<Config> {
-    let mut config = Config::load(g.config.as_deref())?;
+/// `base` (the defaults, or a resumed run's saved config) < --config file < --set
+/// KEY=VALUE < dedicated flags.
+fn resolve_config(mut config: Config, g: &GlobalArgs) -> Result<Config> {
+    if let Some(file) = &g.config {
+        config.overlay_file(file)?;
+    }
     for kv in &g.set {
         let (k, v) = kv
             .split_once('=')
@@ -206,6 +207,19 @@ fn resolve_config(g: &GlobalArgs) -> Result<Config> {
     Ok(config)
 }
 
+/// The error and its causes, each cause once: library errors already quote their
+/// source ("path: No such file or directory"), which `{:#}` would repeat.
+fn error_chain(e: &anyhow::Error) -> String {
+    let mut text = e.to_string();
+    for cause in e.chain().skip(1) {
+        let c = cause.to_string();
+        if !text.contains(&c) {
+            text = format!("{text}: {c}");
+        }
+    }
+    text
+}
+
 fn init_tracing(verbose: u8) {
     let default = match verbose {
         0 => "warn",
@@ -214,8 +228,10 @@ fn init_tracing(verbose: u8) {
     };
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
+    use std::io::IsTerminal;
     tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
         .init();
 }

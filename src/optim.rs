@@ -16,6 +16,8 @@ pub struct Adam {
     pub weight_decay: f64,
     /// Steps taken (bias correction).
     pub step: i64,
+    /// Learning-rate multiplier per parameter, in `params` order (1 unless set).
+    scales: Vec<f64>,
     params: Vec<(String, Tensor)>,
     exp_avg: Vec<Tensor>,
     exp_avg_sq: Vec<Tensor>,
@@ -39,7 +41,17 @@ impl Adam {
             step: 0,
             exp_avg: zeros(&params),
             exp_avg_sq: zeros(&params),
+            scales: vec![1.0; params.len()],
             params,
+        }
+    }
+
+    /// Multiplies the learning rate of the parameters whose name starts with `prefix`.
+    pub fn scale_lr(&mut self, prefix: &str, factor: f64) {
+        for ((name, _), s) in self.params.iter().zip(&mut self.scales) {
+            if name.starts_with(prefix) {
+                *s *= factor;
+            }
         }
     }
 
@@ -56,11 +68,12 @@ impl Adam {
         let bias1 = 1.0 - b1.powi(self.step as i32);
         let bias2 = 1.0 - b2.powi(self.step as i32);
         tch::no_grad(|| {
-            for (((_, p), m), v) in self
+            for ((((_, p), m), v), scale) in self
                 .params
                 .iter_mut()
                 .zip(&mut self.exp_avg)
                 .zip(&mut self.exp_avg_sq)
+                .zip(&self.scales)
             {
                 let g = p.grad();
                 if !g.defined() {
@@ -74,12 +87,13 @@ impl Adam {
                 let _ = m.g_mul_scalar_(b1).g_add_(&(&g * (1.0 - b1)));
                 let _ = v.g_mul_scalar_(b2).g_add_(&(&g * &g * (1.0 - b2)));
                 let denom = v.sqrt() / bias2.sqrt() + self.eps;
-                let _ = p.g_sub_(&(&*m / denom * (self.lr / bias1)));
+                let _ = p.g_sub_(&(&*m / denom * (self.lr * scale / bias1)));
             }
         });
     }
 
-    /// Saves the moments and step count (atomically) to a safetensors file.
+    /// Writes the moments and step count to a safetensors file (a training run writes
+    /// it as part of its checkpoint set, see `commit`).
     pub fn save(&self, path: &Path) -> Result<()> {
         let mut named: Vec<(String, Tensor)> =
             vec![("step".into(), Tensor::from_slice(&[self.step]))];
@@ -91,14 +105,21 @@ impl Adam {
             named.push((format!("exp_avg.{name}"), m.to_device(tch::Device::Cpu)));
             named.push((format!("exp_avg_sq.{name}"), v.to_device(tch::Device::Cpu)));
         }
-        crate::checkpoint::atomic(path, |tmp| {
-            Tensor::write_safetensors(&named, tmp).map_err(Error::from)
+        Tensor::write_safetensors(&named, path).map_err(|e| Error::Checkpoint {
+            path: path.to_path_buf(),
+            message: crate::error::torch_message(&e),
         })
     }
 
     /// Restores what [`Adam::save`] wrote; every parameter must be present.
     pub fn load(&mut self, path: &Path) -> Result<()> {
-        let loaded: HashMap<String, Tensor> = Tensor::read_safetensors(path)?.into_iter().collect();
+        let loaded: HashMap<String, Tensor> = Tensor::read_safetensors(path)
+            .map_err(|e| Error::Checkpoint {
+                path: path.to_path_buf(),
+                message: crate::error::torch_message(&e),
+            })?
+            .into_iter()
+            .collect();
         let get = |k: &str| {
             loaded.get(k).ok_or_else(|| Error::Checkpoint {
                 path: path.to_path_buf(),
@@ -111,12 +132,20 @@ impl Adam {
             .iter()
             .zip(self.exp_avg.iter_mut().zip(self.exp_avg_sq.iter_mut()))
         {
-            *m = get(&format!("exp_avg.{name}"))?
-                .to_kind(Kind::Float)
-                .to_device(p.device());
-            *v = get(&format!("exp_avg_sq.{name}"))?
-                .to_kind(Kind::Float)
-                .to_device(p.device());
+            for (slot, key) in [(m, "exp_avg"), (v, "exp_avg_sq")] {
+                let t = get(&format!("{key}.{name}"))?;
+                if t.size() != p.size() {
+                    return Err(Error::Checkpoint {
+                        path: path.to_path_buf(),
+                        message: format!(
+                            "`{key}.{name}` is {:?}, the parameter {:?}",
+                            t.size(),
+                            p.size()
+                        ),
+                    });
+                }
+                *slot = t.to_kind(Kind::Float).to_device(p.device());
+            }
         }
         Ok(())
     }

@@ -1,17 +1,11 @@
 //! A minimal TensorBoard event-file writer for scalar summaries: TFRecord framing
 //! (length, masked CRC-32C, payload, masked CRC-32C) around hand-encoded `Event`
 //! protobufs, readable by `tensorboard` and `tf.summary` readers.
-use std::fs::File;
-use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
 use std::time::{SystemTime, UNIX_EPOCH};
 
+use crate::checkpoint::EpochMetrics;
 use crate::error::{Error, Result};
-
-pub struct EventWriter {
-    file: BufWriter<File>,
-    pub path: PathBuf,
-}
 
 fn masked_crc(data: &[u8]) -> u32 {
     let crc = crc32c::crc32c(data);
@@ -36,59 +30,83 @@ fn bytes_field(num: u64, data: &[u8], out: &mut Vec<u8>) {
     out.extend_from_slice(data);
 }
 
-fn wall_time() -> f64 {
+/// Seconds since the Unix epoch.
+pub fn wall_time() -> f64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0.0, |d| d.as_secs_f64())
 }
 
-impl EventWriter {
-    /// Creates `events.out.tfevents.<time>.<host>` in `dir`, starting with the version record.
-    pub fn create(dir: &Path) -> Result<Self> {
-        let host = std::env::var("HOSTNAME").unwrap_or_else(|_| "bone-age".into());
-        let path = dir.join(format!("events.out.tfevents.{}.{host}", wall_time() as u64));
-        let file = File::create(&path).map_err(|e| Error::io(&path, e))?;
-        let mut w = Self {
-            file: BufWriter::new(file),
-            path,
-        };
-        let mut event = Vec::new();
-        field(1, 1, &mut event);
-        event.extend_from_slice(&wall_time().to_le_bytes());
-        bytes_field(3, b"brain.Event:2", &mut event);
-        w.record(&event)?;
-        Ok(w)
-    }
+/// `events.out.tfevents.<created>.<host>`: the event file name of a run created at `created`.
+pub fn file_name(created: u64) -> String {
+    let host = std::env::var("HOSTNAME").unwrap_or_else(|_| "bone-age".into());
+    format!("events.out.tfevents.{created}.{host}")
+}
 
-    /// Writes scalars `(tag, value)` at `step` and flushes.
-    pub fn scalars(&mut self, step: i64, values: &[(&str, f64)]) -> Result<()> {
+/// The event file of a run directory, if it has one.
+pub fn find(dir: &Path) -> Option<PathBuf> {
+    let mut found: Vec<PathBuf> = std::fs::read_dir(dir)
+        .ok()?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| {
+            p.file_name()
+                .and_then(|n| n.to_str())
+                .is_some_and(|n| n.starts_with("events.out.tfevents."))
+        })
+        .collect();
+    found.sort();
+    found.into_iter().next()
+}
+
+/// The whole event file for `history`: the version record, then one event of scalars
+/// per epoch (loss/train, loss/val, lr, images_per_s, val/mae_months or val/accuracy)
+/// at step = epoch. Rebuilt from the history at every checkpoint, so it always agrees
+/// with `metrics.csv` (an append-only file would keep the epochs a kill threw away).
+pub fn events(history: &[EpochMetrics], created: f64) -> Vec<u8> {
+    let mut out = Vec::new();
+    let mut event = Vec::new();
+    field(1, 1, &mut event);
+    event.extend_from_slice(&created.to_le_bytes());
+    bytes_field(3, b"brain.Event:2", &mut event);
+    record(&event, &mut out);
+    for m in history {
+        let mut scalars = vec![
+            ("loss/train", m.train_loss),
+            ("loss/val", m.val_loss),
+            ("lr", m.lr),
+            ("images_per_s", m.images_per_s),
+        ];
+        scalars.extend(m.val_mae_months.map(|v| ("val/mae_months", v)));
+        scalars.extend(m.val_accuracy.map(|v| ("val/accuracy", v)));
         let mut summary = Vec::new();
-        for (tag, v) in values {
+        for (tag, v) in scalars {
             let mut value = Vec::new();
             bytes_field(1, tag.as_bytes(), &mut value);
             field(2, 5, &mut value);
-            value.extend_from_slice(&(*v as f32).to_le_bytes());
+            value.extend_from_slice(&(v as f32).to_le_bytes());
             bytes_field(1, &value, &mut summary);
         }
         let mut event = Vec::new();
         field(1, 1, &mut event);
-        event.extend_from_slice(&wall_time().to_le_bytes());
+        event.extend_from_slice(&m.wall_time.to_le_bytes());
         field(2, 0, &mut event);
-        varint(step as u64, &mut event);
+        varint(m.epoch as u64, &mut event);
         bytes_field(5, &summary, &mut event);
-        self.record(&event)?;
-        self.file.flush().map_err(|e| Error::io(&self.path, e))
+        record(&event, &mut out);
     }
+    out
+}
 
-    fn record(&mut self, data: &[u8]) -> Result<()> {
-        let len = (data.len() as u64).to_le_bytes();
-        let mut buf = Vec::with_capacity(data.len() + 16);
-        buf.extend_from_slice(&len);
-        buf.extend_from_slice(&masked_crc(&len).to_le_bytes());
-        buf.extend_from_slice(data);
-        buf.extend_from_slice(&masked_crc(data).to_le_bytes());
-        self.file
-            .write_all(&buf)
-            .map_err(|e| Error::io(&self.path, e))
-    }
+/// Writes [`events`] to `path`.
+pub fn write(path: &Path, history: &[EpochMetrics], created: f64) -> Result<()> {
+    std::fs::write(path, events(history, created)).map_err(|e| Error::io(path, e))
+}
+
+/// TFRecord framing: length, its masked CRC, the payload, its masked CRC.
+fn record(data: &[u8], out: &mut Vec<u8>) {
+    let len = (data.len() as u64).to_le_bytes();
+    out.extend_from_slice(&len);
+    out.extend_from_slice(&masked_crc(&len).to_le_bytes());
+    out.extend_from_slice(data);
+    out.extend_from_slice(&masked_crc(data).to_le_bytes());
 }

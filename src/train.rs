@@ -3,88 +3,31 @@
 //!
 //! Each epoch reports train/validation loss, validation MAE (months) or accuracy, time
 //! and images/s, and appends them to `metrics.csv` and TensorBoard events in the run
-//! directory, which also holds the resolved `config.toml`, `best.*` and `last.*`
-//! checkpoints, the optimizer state and `curves.png` (redrawn every epoch). A killed
-//! run continues with `resume`: weights, Adam moments and the epoch counter are
-//! restored, and every random stream is a function of (seed, epoch), so on the CPU the
-//! resumed run ends with the same weights.
-use std::io::Write;
+//! directory (see [`crate::run`]: the resolved `config.toml` and, per epoch, one
+//! checkpoint set written as a whole) and redraw `curves.png`. A killed run continues
+//! with `resume`: weights, Adam moments and the epoch counter are restored, and every
+//! random stream is a function of (seed, epoch), so on one machine the resumed run ends
+//! with the same weights.
+//!
+//! `train` is the loop over epochs; [`train_one_epoch`] and [`validate`] are one epoch's
+//! two halves, as in the recipe's `train.py`.
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-use serde::{Deserialize, Serialize};
 use tch::{nn, Kind, Tensor};
 
 use crate::cache::ImageCache;
-use crate::checkpoint::{self, CheckpointMeta, EpochMetrics, Versions};
+use crate::checkpoint::{CheckpointMeta, EpochMetrics, Versions};
+use crate::commit::Fault;
 use crate::config::Config;
 use crate::dataset::{Dataset, Split};
 use crate::error::{Error, Result};
 use crate::loader::{BatchLoader, Target, AGE_SCALE};
 use crate::model::M46;
 use crate::optim::Adam;
-use crate::tensorboard::EventWriter;
+use crate::run::RunDir;
 
-/// Optimisation settings. `Default` is the recipe.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct TrainConfig {
-    pub epochs: usize,
-    pub lr: f64,
-    pub betas: [f64; 2],
-    pub weight_decay: f64,
-    /// `constant` (the recipe), `cosine` (to `min_lr`) or `step` (× `step_gamma` every `step_every` epochs).
-    pub schedule: String,
-    pub min_lr: f64,
-    pub step_every: usize,
-    pub step_gamma: f64,
-    /// CUDA only: channels-last memory format for convolutions.
-    pub channels_last: bool,
-    /// CUDA only: cuDNN autotuning.
-    pub cudnn_benchmark: bool,
-    /// CUDA only: bf16 mixed precision through libtorch autocast.
-    pub autocast: bool,
-}
-
-impl Default for TrainConfig {
-    fn default() -> Self {
-        Self {
-            epochs: 50,
-            lr: 2e-5,
-            betas: [0.5, 0.999],
-            weight_decay: 0.0,
-            schedule: "constant".into(),
-            min_lr: 0.0,
-            step_every: 10,
-            step_gamma: 0.1,
-            channels_last: true,
-            cudnn_benchmark: true,
-            autocast: false,
-        }
-    }
-}
-
-impl TrainConfig {
-    /// Learning rate of `epoch` (1-based); a function of the epoch alone, so resuming is exact.
-    pub fn lr_at(&self, epoch: usize) -> Result<f64> {
-        match self.schedule.as_str() {
-            "constant" => Ok(self.lr),
-            "cosine" => {
-                let t = (epoch - 1) as f64 / self.epochs.max(1) as f64;
-                Ok(self.min_lr
-                    + 0.5 * (self.lr - self.min_lr) * (1.0 + (std::f64::consts::PI * t).cos()))
-            }
-            "step" => Ok(self.lr
-                * self
-                    .step_gamma
-                    .powi(((epoch - 1) / self.step_every.max(1)) as i32)),
-            other => Err(Error::Invalid {
-                what: "train.schedule".into(),
-                message: format!("{other:?}: expected constant, cosine or step"),
-            }),
-        }
-    }
-}
+pub use crate::schedule::TrainConfig;
 
 /// How a call to [`train`] runs.
 #[derive(Clone, Debug, Default)]
@@ -93,6 +36,8 @@ pub struct TrainOptions {
     pub resume: bool,
     /// Stop (as if killed) after this epoch, without finishing the run. For tests.
     pub stop_after_epoch: Option<usize>,
+    /// Inject a kill or a full disk at a numbered checkpoint-write step. For tests.
+    pub fault: Option<Fault>,
     /// Show progress bars.
     pub progress: bool,
 }
@@ -112,6 +57,11 @@ pub fn split_frames(
     data_dir: &Path,
 ) -> Result<(polars::prelude::DataFrame, polars::prelude::DataFrame)> {
     let (_, ds) = Dataset::from_dir(data_dir, Split::Train, config.data.layout)?;
+    if config.model.target == Target::Age
+        || config.split.method == crate::folds::FoldMethod::Stratified
+    {
+        crate::dataset::require_labels(&ds.frame, &ds.csv, "training")?;
+    }
     let s = &config.split;
     crate::folds::split(
         &ds.frame,
@@ -131,25 +81,11 @@ pub fn train(
     options: &TrainOptions,
     mut on_epoch: impl FnMut(&EpochMetrics),
 ) -> Result<TrainSummary> {
+    config.validate()?;
     let device = crate::runtime::init(config)?;
     let tc = &config.train;
-    tc.lr_at(1)?;
-    std::fs::create_dir_all(run_dir).map_err(|e| Error::io(run_dir, e))?;
-    let (last, best) = (
-        run_dir.join("last.safetensors"),
-        run_dir.join("best.safetensors"),
-    );
-    let optim_path = run_dir.join("last.optim.safetensors");
-    if !options.resume && last.exists() {
-        return Err(Error::Invalid {
-            what: "run directory".into(),
-            message: format!(
-                "{} already holds a run; pass --resume to continue it or choose another --out",
-                run_dir.display()
-            ),
-        });
-    }
-    config.save(&run_dir.join("config.toml"))?;
+    let mut run = RunDir::open(run_dir, options.resume, options.fault)?;
+    run.save_config(config)?;
 
     let (train_df, val_df) = split_frames(config, data_dir)?;
     tracing::info!(train = train_df.height(), val = val_df.height(), "split");
@@ -175,7 +111,22 @@ pub fn train(
     if train_loader.is_empty() || val_loader.is_empty() {
         return Err(Error::Invalid {
             what: "split".into(),
-            message: "the training or validation set is empty".into(),
+            message: format!(
+                "the training ({}) or validation ({}) set is empty",
+                train_loader.len(),
+                val_loader.len()
+            ),
+        });
+    }
+    if train_loader.num_batches() == 0 {
+        return Err(Error::ConfigKey {
+            key: "loader.drop_last".into(),
+            message: format!(
+                "{} training images make no full batch of {}: nothing would be trained \
+                 (lower loader.batch_size or set drop_last = false)",
+                train_loader.len(),
+                config.loader.batch_size
+            ),
         });
     }
     let [h, w] = train_loader.input_size().map(|v| v as i64);
@@ -183,17 +134,11 @@ pub fn train(
     let mut vs = nn::VarStore::new(device);
     let model = M46::new(&vs.root(), [1, h, w], config.model.clone())?;
     let mut opt = Adam::new(&vs, tc.lr, (tc.betas[0], tc.betas[1]), tc.weight_decay);
-    let (mut start_epoch, mut best_loss, mut history) = (1, f64::INFINITY, read_metrics(run_dir)?);
-    if options.resume && last.exists() {
-        let meta = checkpoint::read_meta(&last)?;
-        vs.load(&last).map_err(|e| Error::Checkpoint {
-            path: last.clone(),
-            message: e.to_string(),
-        })?;
-        opt.load(&optim_path)?;
-        (start_epoch, best_loss) = (meta.epoch + 1, meta.best_val_loss);
-        history.retain(|m| m.epoch <= meta.epoch);
-        write_metrics(run_dir, &history)?;
+    opt.scale_lr("fc", tc.head_lr_scale);
+    let (mut start_epoch, mut best_loss, mut history) = (1, f64::INFINITY, Vec::new());
+    if options.resume && run.last().exists() {
+        let (meta, done) = run.restore(&mut vs, &mut opt)?;
+        (start_epoch, best_loss, history) = (meta.epoch + 1, meta.best_val_loss, done);
         tracing::info!(epoch = meta.epoch, "resumed");
     }
     if device.is_cuda() {
@@ -211,72 +156,37 @@ pub fn train(
     if device.is_cuda() && tc.autocast {
         set_cuda_autocast_bf16(true);
     }
-    let mut events = EventWriter::create(run_dir)?;
 
     for epoch in start_epoch..=tc.epochs {
-        tch::manual_seed(seed.wrapping_add(epoch as u64) as i64);
-        opt.lr = tc.lr_at(epoch)?;
         let started = Instant::now();
-        let bar = crate::progress::bar(
-            train_loader.num_batches() as u64,
-            &format!("epoch {epoch}/{}", tc.epochs),
-        );
-        if !options.progress {
-            bar.set_draw_target(indicatif::ProgressDrawTarget::hidden());
-        }
-        let (mut loss_sum, mut seen) = (0.0, 0usize);
-        for (b, batch) in train_loader.epoch(epoch as u64).enumerate() {
-            let x = if device.is_cuda() && tc.channels_last {
-                channels_last(&batch.images)
-            } else {
-                batch.images
-            };
-            let out = tch::autocast(tc.autocast && device.is_cuda(), || {
-                model.forward(&x, Some(&batch.male), true)
-            });
-            let loss = loss_fn(target, &out.to_kind(Kind::Float), &batch.targets);
-            let value = f64::try_from(&loss)?;
-            if !value.is_finite() {
-                bar.abandon();
-                return Err(Error::Training {
-                    epoch,
-                    batch: b + 1,
-                    message: format!(
-                        "the loss is {value}; nothing was saved for this epoch, the last good checkpoint {} is intact \
-                         (lower train.lr, or check the data)",
-                        last.display()
-                    ),
-                });
-            }
-            opt.zero_grad();
-            loss.backward();
-            opt.step();
-            let n = batch.ids.len();
-            (loss_sum, seen) = (loss_sum + value * n as f64, seen + n);
-            bar.inc(1);
-            bar.set_message(format!("epoch {epoch} loss {:.4}", loss_sum / seen as f64));
-        }
-        bar.finish_and_clear();
+        let (train_loss, seen) = train_one_epoch(
+            &model,
+            &mut opt,
+            &train_loader,
+            config,
+            epoch,
+            options.progress,
+        )
+        .map_err(|e| diverged(e, &run))?;
         let train_seconds = started.elapsed().as_secs_f64();
         let (val_loss, mae, acc) = validate(&model, &val_loader, target)?;
         let metrics = EpochMetrics {
             epoch,
-            train_loss: loss_sum / seen as f64,
+            train_loss,
             val_loss,
             val_mae_months: mae,
             val_accuracy: acc,
             lr: opt.lr,
             seconds: started.elapsed().as_secs_f64(),
             images_per_s: seen as f64 / train_seconds,
+            wall_time: crate::tensorboard::wall_time(),
         };
-        if val_loss < best_loss {
-            best_loss = val_loss;
-            checkpoint::save(&vs, &best, &meta(config, &metrics, best_loss, [1, h, w]))?;
-        }
-        checkpoint::save(&vs, &last, &meta(config, &metrics, best_loss, [1, h, w]))?;
-        opt.save(&optim_path)?;
+        let improved = val_loss < best_loss;
+        best_loss = best_loss.min(val_loss);
         history.push(metrics.clone());
-        write_metrics(run_dir, &history)?;
+        let meta = meta(config, &metrics, best_loss, [1, h, w]);
+        run.save_epoch(&vs, &opt, &meta, improved, &history)
+            .map_err(|e| unsaved(e, epoch, &run))?;
         // A figure is a convenience: failing to draw it must not stop training.
         let curves = crate::plot::TrainingCurves {
             history: history.clone(),
@@ -284,15 +194,6 @@ pub fn train(
         if let Err(e) = crate::plot::save(&curves, &run_dir.join("curves.png"), None) {
             tracing::warn!("training curves not drawn: {e}");
         }
-        let mut scalars = vec![
-            ("loss/train", metrics.train_loss),
-            ("loss/val", val_loss),
-            ("lr", opt.lr),
-            ("images_per_s", metrics.images_per_s),
-        ];
-        scalars.extend(mae.map(|m| ("val/mae_months", m)));
-        scalars.extend(acc.map(|a| ("val/accuracy", a)));
-        events.scalars(epoch as i64, &scalars)?;
         on_epoch(&metrics);
         if options.stop_after_epoch == Some(epoch) {
             break;
@@ -301,9 +202,114 @@ pub fn train(
     Ok(TrainSummary {
         run_dir: run_dir.to_path_buf(),
         history,
-        best,
-        last,
+        best: run.best(),
+        last: run.last(),
     })
+}
+
+/// One pass over the training batches of `epoch`: the mean loss and the images seen.
+/// A non-finite loss stops it before the update it would poison.
+pub fn train_one_epoch(
+    model: &M46,
+    opt: &mut Adam,
+    loader: &BatchLoader,
+    config: &Config,
+    epoch: usize,
+    progress: bool,
+) -> Result<(f64, usize)> {
+    let tc = &config.train;
+    let device = loader.device;
+    tch::manual_seed(config.runtime.seed.wrapping_add(epoch as u64) as i64);
+    let batches = loader.num_batches();
+    let bar = crate::progress::bar(batches as u64, &format!("epoch {epoch}/{}", tc.epochs));
+    if !progress {
+        bar.set_draw_target(indicatif::ProgressDrawTarget::hidden());
+    }
+    let (mut loss_sum, mut seen) = (0.0, 0usize);
+    for (b, batch) in loader.epoch(epoch as u64).enumerate() {
+        opt.lr = tc.lr_at(epoch, (b + 1) as f64 / batches as f64)?;
+        let x = if device.is_cuda() && tc.channels_last {
+            channels_last(&batch.images)
+        } else {
+            batch.images
+        };
+        let out = tch::autocast(tc.autocast && device.is_cuda(), || {
+            model.forward(&x, Some(&batch.male), true)
+        });
+        let loss = loss_fn(
+            config.model.target,
+            &out.to_kind(Kind::Float),
+            &batch.targets,
+        );
+        let value = f64::try_from(&loss)?;
+        if !value.is_finite() {
+            bar.abandon();
+            return Err(Error::Training {
+                epoch,
+                batch: b + 1,
+                message: format!("the loss is {value}"),
+            });
+        }
+        opt.zero_grad();
+        loss.backward();
+        opt.step();
+        let n = batch.ids.len();
+        (loss_sum, seen) = (loss_sum + value * n as f64, seen + n);
+        bar.inc(1);
+        bar.set_message(format!("epoch {epoch} loss {:.4}", loss_sum / seen as f64));
+    }
+    bar.finish_and_clear();
+    Ok((loss_sum / seen as f64, seen))
+}
+
+/// A diverged loss, with what is left on disk to continue from.
+fn diverged(e: Error, run: &RunDir) -> Error {
+    let Error::Training {
+        epoch,
+        batch,
+        message,
+    } = e
+    else {
+        return e;
+    };
+    let kept = match run.last_epoch() {
+        Some(done) => format!(
+            "nothing was saved for this epoch; the last good checkpoint {} (epoch {done}) is intact",
+            run.last().display()
+        ),
+        None => "no checkpoint was saved: no epoch finished".into(),
+    };
+    Error::Training {
+        epoch,
+        batch,
+        message: format!(
+            "{message}; {kept} (lower train.lr or add train.warmup_epochs, or check the data)"
+        ),
+    }
+}
+
+/// A checkpoint set that could not be written (a full disk), with what is left.
+fn unsaved(e: Error, epoch: usize, run: &RunDir) -> Error {
+    if run.has_pending_commit() {
+        return Error::Checkpoint {
+            path: run.path.clone(),
+            message: format!(
+                "the checkpoint of epoch {epoch} was committed but not all moved into place ({e}); \
+                 `--resume` completes it first"
+            ),
+        };
+    }
+    let kept = match run.last_epoch() {
+        Some(done) => format!(
+            "the previous checkpoint set (epoch {done}, {}) is intact; free space and `--resume` continues from it",
+            run.last().display()
+        ),
+        None => "no earlier checkpoint exists".into(),
+    };
+    Error::Checkpoint {
+        path: run.path.clone(),
+        message: format!("the checkpoint of epoch {epoch} could not be written ({e}); {kept}"),
+    }
 }
 
 extern "C" {
@@ -389,63 +395,9 @@ pub fn validate(
     })
 }
 
-const METRICS_HEADER: &str =
-    "epoch,train_loss,val_loss,val_mae_months,val_accuracy,lr,seconds,images_per_s";
-
-fn write_metrics(run_dir: &Path, history: &[EpochMetrics]) -> Result<()> {
-    let path = run_dir.join("metrics.csv");
-    let opt = |v: Option<f64>| v.map_or(String::new(), |v| format!("{v}"));
-    checkpoint::atomic(&path, |tmp| {
-        let mut f = std::fs::File::create(tmp).map_err(|e| Error::io(tmp, e))?;
-        writeln!(f, "{METRICS_HEADER}").map_err(|e| Error::io(tmp, e))?;
-        for m in history {
-            writeln!(
-                f,
-                "{},{},{},{},{},{},{},{}",
-                m.epoch,
-                m.train_loss,
-                m.val_loss,
-                opt(m.val_mae_months),
-                opt(m.val_accuracy),
-                m.lr,
-                m.seconds,
-                m.images_per_s
-            )
-            .map_err(|e| Error::io(tmp, e))?;
-        }
-        Ok(())
-    })
-}
-
 /// Reads `metrics.csv` from a run directory (empty when absent).
 pub fn read_metrics(run_dir: &Path) -> Result<Vec<EpochMetrics>> {
-    let path = run_dir.join("metrics.csv");
-    if !path.exists() {
-        return Ok(Vec::new());
-    }
-    let mut reader = csv::Reader::from_path(&path).map_err(|e| Error::Dataset {
-        path: path.clone(),
-        message: e.to_string(),
-    })?;
-    let mut out = Vec::new();
-    for row in reader.records() {
-        let row = row.map_err(|e| Error::Dataset {
-            path: path.clone(),
-            message: e.to_string(),
-        })?;
-        let num = |i: usize| row.get(i).and_then(|v| v.parse::<f64>().ok());
-        out.push(EpochMetrics {
-            epoch: num(0).unwrap_or(0.0) as usize,
-            train_loss: num(1).unwrap_or(f64::NAN),
-            val_loss: num(2).unwrap_or(f64::NAN),
-            val_mae_months: num(3),
-            val_accuracy: num(4),
-            lr: num(5).unwrap_or(f64::NAN),
-            seconds: num(6).unwrap_or(f64::NAN),
-            images_per_s: num(7).unwrap_or(f64::NAN),
-        });
-    }
-    Ok(out)
+    crate::run::read_metrics(run_dir)
 }
 
 #[cfg(test)]
@@ -458,33 +410,5 @@ mod tests {
         assert!(cuda_autocast_is_bf16());
         set_cuda_autocast_bf16(false);
         assert!(!cuda_autocast_is_bf16());
-    }
-
-    #[test]
-    fn schedules_are_functions_of_the_epoch() {
-        let c = TrainConfig {
-            lr: 1.0,
-            epochs: 10,
-            ..Default::default()
-        };
-        assert_eq!(c.lr_at(7).unwrap(), 1.0);
-        let cos = TrainConfig {
-            schedule: "cosine".into(),
-            ..c.clone()
-        };
-        assert_eq!(cos.lr_at(1).unwrap(), 1.0);
-        assert!((cos.lr_at(6).unwrap() - 0.5).abs() < 1e-12);
-        let step = TrainConfig {
-            schedule: "step".into(),
-            step_every: 3,
-            step_gamma: 0.5,
-            ..c.clone()
-        };
-        assert_eq!((step.lr_at(3).unwrap(), step.lr_at(4).unwrap()), (1.0, 0.5));
-        let bad = TrainConfig {
-            schedule: "warp".into(),
-            ..c
-        };
-        assert!(bad.lr_at(1).unwrap_err().to_string().contains("warp"));
     }
 }

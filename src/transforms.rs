@@ -33,6 +33,11 @@ pub struct Preprocess {
     /// (centred, black) to this [H, W], so the registered-image crop applies.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub fit: Option<[u32; 2]>,
+    /// Resize to exactly this [H, W] first, aspect ratio not kept. Inference sets it for
+    /// whole-image models, so an image of another size reaches the size the model was
+    /// trained on (as the squashed 128×128 and 299×299 RSNA copies were made).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub stretch: Option<[u32; 2]>,
     /// Use the whole image (after `fit`): no crop, `crop_center`/`crop_size` ignored.
     /// For pre-cropped data such as 128×128 or phantom images.
     pub whole_image: bool,
@@ -60,6 +65,7 @@ impl Default for Preprocess {
     fn default() -> Self {
         Self {
             fit: None,
+            stretch: None,
             whole_image: false,
             crop_center: Some([1040.0, 800.0]),
             crop_size: Some([2000, 1500]),
@@ -101,6 +107,16 @@ impl Preprocess {
         Geometry { out, cached }
     }
 
+    /// The geometry when it does not depend on the image's size (a crop, `fit` or
+    /// `stretch`); `None` in whole-image mode, where each image's size decides.
+    pub fn fixed_geometry(&self) -> Option<Geometry> {
+        match (self.fit.or(self.stretch), self.crop_hw()) {
+            (Some(hw), _) => Some(self.geometry(hw)),
+            (None, Some(crop)) => Some(self.geometry(crop)),
+            (None, None) => None,
+        }
+    }
+
     /// The crop size in force (`None`: the whole image).
     pub fn crop_hw(&self) -> Option<[u32; 2]> {
         if self.whole_image {
@@ -124,10 +140,17 @@ impl Preprocess {
         if !(0.0..=1.0).contains(&self.margin) {
             return bad(format!("margin = {} must be in [0, 1]", self.margin));
         }
-        if matches!(self.crop_size, Some([0, _] | [_, 0]))
-            || matches!(self.fit, Some([0, _] | [_, 0]))
+        if [self.crop_size, self.fit, self.stretch]
+            .iter()
+            .any(|v| matches!(v, Some([0, _] | [_, 0])))
         {
-            return bad("crop_size and fit must be positive".into());
+            return bad("crop_size, fit and stretch must be positive".into());
+        }
+        if self.fit.is_some() && self.stretch.is_some() {
+            return bad("fit and stretch exclude each other".into());
+        }
+        if self.max_pixels == 0 {
+            return bad("max_pixels = 0 refuses every image".into());
         }
         match self.normalize {
             Normalize::Percentile { low, high } if !(0.0 <= low && low < high && high <= 100.0) => {
@@ -167,7 +190,14 @@ impl Preprocess {
                     [top as f64, left as f64],
                 )
             }
-            None => ([h0, w0], [1.0, 1.0], [0.0, 0.0]),
+            None => match self.stretch {
+                Some(t) => (
+                    t,
+                    [t[0] as f64 / h0 as f64, t[1] as f64 / w0 as f64],
+                    [0.0, 0.0],
+                ),
+                None => ([h0, w0], [1.0, 1.0], [0.0, 0.0]),
+            },
         };
         let geometry = self.geometry(hw);
         let crop = self.crop_hw().unwrap_or(hw).map(f64::from);
@@ -238,6 +268,22 @@ pub fn dimensions(path: &Path) -> Result<[u32; 2]> {
     Ok([h, w])
 }
 
+/// [`dimensions`], refusing images of more than `max_pixels` (decompression bombs).
+pub fn checked_dimensions(path: &Path, max_pixels: u64) -> Result<[u32; 2]> {
+    let [h, w] = dimensions(path)?;
+    let pixels = w as u64 * h as u64;
+    if pixels > max_pixels {
+        return Err(Error::Image {
+            path: path.to_path_buf(),
+            message: format!(
+                "{w}×{h} = {pixels} pixels exceeds the limit of {max_pixels} (preprocess.max_pixels); \
+                 refusing to decode (possible decompression bomb)"
+            ),
+        });
+    }
+    Ok([h, w])
+}
+
 /// Decodes a PNG or JPEG to 8-bit grayscale: RGB(A) and palette images by luminance,
 /// 16-bit images by stretching their own min–max range to 0–255 (12-bit data would
 /// otherwise come out nearly black). Refuses images over `max_pixels`.
@@ -247,14 +293,8 @@ pub fn decode_gray(path: &Path, max_pixels: u64) -> Result<GrayImage> {
         message,
     };
     // Read the header alone first, so a huge image is refused before any allocation.
-    let [h, w] = dimensions(path)?;
+    let [h, w] = checked_dimensions(path, max_pixels)?;
     let pixels = w as u64 * h as u64;
-    if pixels > max_pixels {
-        return Err(bad(format!(
-            "{w}×{h} = {pixels} pixels exceeds the limit of {max_pixels} (preprocess.max_pixels); \
-             refusing to decode (possible decompression bomb)"
-        )));
-    }
     let mut reader = open_image(path)?;
     let mut limits = image::Limits::default();
     limits.max_image_width = Some(w);
@@ -343,14 +383,15 @@ pub fn normalize(img: &mut GrayImage, method: Normalize) {
     }
 }
 
-fn histogram(pixels: impl Iterator<Item = u8>) -> [u64; 256] {
+/// Counts of each grey level.
+pub fn histogram(pixels: impl Iterator<Item = u8>) -> [u64; 256] {
     let mut h = [0u64; 256];
     pixels.for_each(|p| h[p as usize] += 1);
     h
 }
 
 /// The grey level below which `q` percent of `hist` lies.
-fn percentile(hist: &[u64; 256], q: f64) -> u8 {
+pub fn percentile(hist: &[u64; 256], q: f64) -> u8 {
     let total: u64 = hist.iter().sum();
     let target = (q / 100.0 * total as f64).ceil().max(1.0) as u64;
     let mut acc = 0;
@@ -477,6 +518,36 @@ mod tests {
         };
         let img = ramp(128, 128);
         assert_eq!(p.apply(&img).unwrap(), img);
+    }
+
+    #[test]
+    fn stretch_resizes_any_image_to_the_trained_size() {
+        let p = Preprocess {
+            whole_image: true,
+            scale: 1.0,
+            margin: 0.1,
+            stretch: Some([128, 128]),
+            ..Default::default()
+        };
+        let g = p.fixed_geometry().unwrap();
+        for (w, h) in [(128, 128), (1514, 2044), (10, 10)] {
+            let out = p.apply(&ramp(w, h)).unwrap();
+            assert_eq!(
+                [out.height() as usize, out.width() as usize],
+                g.cached,
+                "{w}×{h}"
+            );
+        }
+        // At the trained size it changes nothing: the same pixels as without it.
+        let plain = Preprocess {
+            stretch: None,
+            ..p.clone()
+        };
+        assert_eq!(
+            p.apply(&ramp(128, 128)).unwrap(),
+            plain.apply(&ramp(128, 128)).unwrap()
+        );
+        assert_eq!(plain.fixed_geometry(), None);
     }
 
     #[test]

@@ -1,26 +1,12 @@
 //! The `bone-age` binary: runs without LD_LIBRARY_PATH, keeps CUDA linked,
 //! resolves config with the documented precedence, and says so when a command
 //! is not available yet.
+mod common;
+
 use std::path::Path;
 use std::process::{Command, Output};
 
-fn bone_age(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_bone-age"))
-        .args(args)
-        .env_remove("LD_LIBRARY_PATH")
-        .env_remove("BONE_AGE_CONFIG")
-        .env_remove("RUST_LOG")
-        .output()
-        .expect("run bone-age")
-}
-
-fn stdout(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stdout).into_owned()
-}
-
-fn stderr(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stderr).into_owned()
-}
+use common::{bone_age, stderr, stdout};
 
 /// The torch version pinned in environment/versions.env.
 fn pinned_torch() -> String {

@@ -373,12 +373,14 @@ fn predictions_csv_reads_back_and_bad_rows_name_the_line() {
     let dir = tempfile::tempdir().unwrap();
     let eval = bone_age::evaluate::Evaluation {
         checkpoint: "x".into(),
+        set: "test".into(),
         images: 40,
         target: bone_age::Target::Age,
         mae_months: Some(1.5),
         median_abs_error_months: Some(1.5),
         accuracy: None,
         tta: 0,
+        out_of_range: 0,
         predictions: predictions(),
     };
     let path = dir.path().join("predictions.csv");

@@ -50,9 +50,10 @@ pub struct DataSource {
     /// Dataset root [config: paths.data_dir].
     #[arg(long, value_name = "DIR")]
     pub data_dir: Option<PathBuf>,
-    /// Which split of --data-dir.
-    #[arg(long, value_enum, default_value_t = SplitArg::Train)]
-    split: SplitArg,
+    /// Which split of --data-dir [default: train; for evaluate, the labelled test split,
+    /// else the checkpoint's held-out fold].
+    #[arg(long, value_enum)]
+    split: Option<SplitArg>,
     /// Force a layout instead of detecting it [config: data.layout].
     #[arg(long, value_enum)]
     layout: Option<LayoutArg>,
@@ -82,6 +83,16 @@ enum LayoutArg {
 }
 
 impl DataSource {
+    /// Whether the user named the data (--split or --labels) rather than leaving it to a default.
+    pub fn chosen(&self) -> bool {
+        self.split.is_some() || self.labels.is_some()
+    }
+
+    /// Whether this is the train split of --data-dir.
+    pub fn is_train_split(&self) -> bool {
+        self.labels.is_none() && matches!(self.split, None | Some(SplitArg::Train))
+    }
+
     pub fn load(&self, config: &Config) -> Result<(Option<Layout>, Dataset)> {
         if let (Some(csv), Some(images)) = (&self.labels, &self.images) {
             return Ok((None, Dataset::from_csv(csv, images)?));
@@ -91,8 +102,8 @@ impl DataSource {
             .clone()
             .unwrap_or_else(|| config.paths.data_dir.clone());
         let split = match self.split {
-            SplitArg::Train => Split::Train,
-            SplitArg::Test => Split::Test,
+            None | Some(SplitArg::Train) => Split::Train,
+            Some(SplitArg::Test) => Split::Test,
         };
         let layout = match self.layout {
             Some(LayoutArg::Recipe) => Some(Layout::Recipe),

@@ -2,11 +2,29 @@
 //! and `bone-age predict` (single radiographs).
 use std::path::PathBuf;
 
+use std::process::ExitCode;
+
 use anyhow::{Context, Result};
-use bone_age::{Checkpoint, Config, Target};
+use bone_age::{Checkpoint, Config};
 use clap::Args;
 
 use super::data::DataSource;
+
+#[derive(Args)]
+pub struct PredictArgs {
+    /// Image files.
+    #[arg(required = true)]
+    images: Vec<PathBuf>,
+    /// A `*.safetensors` checkpoint with its `.json` sidecar.
+    #[arg(long, value_name = "FILE")]
+    checkpoint: PathBuf,
+    /// The patient's sex, M or F (required by models trained with sex as an input).
+    #[arg(long, value_parser = parse_sex)]
+    sex: Option<bool>,
+    /// Print one JSON object per image (path, target, value, raw, clamped, warnings, or error).
+    #[arg(long)]
+    json: bool,
+}
 
 #[derive(Args)]
 pub struct EvaluateArgs {
@@ -15,7 +33,9 @@ pub struct EvaluateArgs {
     checkpoint: PathBuf,
     #[command(flatten)]
     source: DataSource,
-    /// The checkpoint's held-out validation fold of the train split instead of --split.
+    /// The checkpoint's held-out validation fold of the train split. This is also the
+    /// default when --data-dir has no labelled test split and neither --split nor
+    /// --labels is given.
     #[arg(long, conflicts_with_all = ["labels", "split"])]
     validation: bool,
     /// Average this many augmented passes with the plain one.
@@ -70,16 +90,32 @@ pub fn run(args: EvaluateArgs, config: &Config) -> Result<()> {
     let device = bone_age::runtime::init(config)?;
     let mut ckpt = Checkpoint::load(&checkpoint, device)?;
     ckpt.meta.config.preprocess.squeeze = squeeze;
-    let frame = if validation {
-        let data_dir = source
-            .data_dir
-            .clone()
-            .unwrap_or_else(|| config.paths.data_dir.clone());
-        bone_age::train::split_frames(&ckpt.meta.config, &data_dir)?.1
+    let data_dir = source
+        .data_dir
+        .clone()
+        .unwrap_or_else(|| config.paths.data_dir.clone());
+    let s = &ckpt.meta.config.split;
+    let held_out = format!(
+        "held-out fold {} of {} (the checkpoint's split)",
+        s.test_fold, s.n_folds
+    );
+    let (set, frame) = if validation {
+        let frame = bone_age::train::split_frames(&ckpt.meta.config, &data_dir)?.1;
+        (held_out, frame)
+    } else if source.chosen() {
+        let ds = source.load(config)?.1;
+        let mut set = format!("{}", ds.csv.display());
+        if source.is_train_split() {
+            set += " (the whole train split: it includes the images the checkpoint trained on)";
+        }
+        (set, ds.frame)
     } else {
-        source.load(config)?.1.frame
+        // Neither --split nor --labels: never the images it trained on.
+        bone_age::evaluate::test_frame(&ckpt.meta.config, &data_dir)?
     };
-    let eval = bone_age::evaluate::evaluate(&ckpt, &frame, &config.paths.cache_dir(), tta, 32)?;
+    eprintln!("evaluating on {set}");
+    let mut eval = bone_age::evaluate::evaluate(&ckpt, &frame, &config.paths.cache_dir(), tta, 32)?;
+    eval.set = set;
     let out = out.unwrap_or_else(|| {
         checkpoint
             .parent()
@@ -105,24 +141,39 @@ pub fn run(args: EvaluateArgs, config: &Config) -> Result<()> {
     Ok(())
 }
 
-pub fn predict(
-    images: &[PathBuf],
-    checkpoint: &std::path::Path,
-    sex: Option<bool>,
-    config: &Config,
-) -> Result<()> {
+/// Predicts every image; one that fails is reported and the rest still run.
+pub fn predict(args: PredictArgs, config: &Config) -> Result<ExitCode> {
     let device = bone_age::runtime::init(config)?;
-    let ckpt = Checkpoint::load(checkpoint, device)?;
-    for path in images {
-        let y = bone_age::evaluate::predict_file(&ckpt, path, sex)?;
-        match ckpt.model.config.target {
-            Target::Age => println!(
-                "{}\t{y:.1} months\t{}",
-                path.display(),
-                bone_age::evaluate::years_months(y)
-            ),
-            Target::Sex => println!("{}\tP(male) = {y:.3}", path.display()),
+    let ckpt = Checkpoint::load(&args.checkpoint, device)?;
+    let mut failed = 0;
+    for path in &args.images {
+        match bone_age::predict::predict_file(&ckpt, path, args.sex) {
+            Ok(reading) => {
+                if args.json {
+                    println!("{}", serde_json::to_string(&reading)?);
+                } else {
+                    println!("{reading}");
+                    for w in &reading.warnings {
+                        eprintln!("warning: {}: {w}", path.display());
+                    }
+                }
+            }
+            Err(e) => {
+                failed += 1;
+                if args.json {
+                    let obj = serde_json::json!({ "path": path, "error": e.to_string() });
+                    println!("{obj}");
+                }
+                eprintln!("error: {e}");
+            }
         }
     }
-    Ok(())
+    if failed > 0 {
+        eprintln!(
+            "error: {failed} of {} image(s) could not be predicted",
+            args.images.len()
+        );
+        return Ok(ExitCode::FAILURE);
+    }
+    Ok(ExitCode::SUCCESS)
 }

@@ -13,7 +13,9 @@ pub struct TrainArgs {
     /// Run directory [default: <paths.runs_dir>/<timestamp>].
     #[arg(long, value_name = "DIR")]
     out: Option<PathBuf>,
-    /// Continue the run in --out from its last checkpoint.
+    /// Continue the run in --out from its last checkpoint, with the configuration it saved.
+    /// --epochs extends it (e.g. a finished 16-epoch run to 30); --device and --threads
+    /// may change; flags that would change what it learns are refused.
     #[arg(long, requires = "out")]
     resume: bool,
     /// Epochs [config: train.epochs].
@@ -33,7 +35,18 @@ pub struct TrainArgs {
     sex_input: bool,
     #[arg(long, hide = true)]
     stop_after_epoch: Option<usize>,
+    /// Tests only: kill:N or enospc:N at the N-th checkpoint-write step.
+    #[arg(long, hide = true)]
+    inject_fault: Option<bone_age::commit::Fault>,
 }
+
+/// Keys a resumed run may change: where and how fast it runs, and how long.
+const RESUMABLE: [&str; 4] = [
+    "train.epochs",
+    "runtime.device",
+    "runtime.threads",
+    "paths.cache_dir",
+];
 
 #[derive(Clone, Copy, ValueEnum)]
 pub enum TargetArg {
@@ -50,59 +63,98 @@ impl From<TargetArg> for Target {
     }
 }
 
-pub fn run(args: TrainArgs, mut config: Config) -> Result<()> {
-    let TrainArgs {
-        data_dir,
-        out,
-        resume,
-        epochs,
-        lr,
-        batch_size,
-        model_type,
-        sex_input,
-        stop_after_epoch,
-    } = args;
-    if let Some(e) = epochs {
-        config.train.epochs = e;
-    }
-    if let Some(lr) = lr {
-        config.train.lr = lr;
-    }
-    if let Some(b) = batch_size {
-        config.loader.batch_size = b;
-    }
-    if let Some(t) = model_type {
-        config.model.target = t.into();
-    }
-    config.model.sex_input |= sex_input;
-    let data_dir = data_dir.unwrap_or_else(|| config.paths.data_dir.clone());
-    let run_dir = out.unwrap_or_else(|| {
+/// `resolve` applies the global flags (--config, --set, --device, …) to a base config.
+pub fn run(
+    args: TrainArgs,
+    config: Config,
+    resolve: impl Fn(Config) -> Result<Config>,
+) -> Result<()> {
+    let run_dir = args.out.clone().unwrap_or_else(|| {
         let stamp = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| d.as_secs());
         config.paths.runs_dir.join(format!("run-{stamp}"))
     });
-    if resume {
-        let saved = Config::load(Some(&run_dir.join("config.toml")))?;
-        if saved != config {
-            eprintln!(
-                "note: resuming with the configuration saved in {}",
-                run_dir.join("config.toml").display()
+    let saved_path = run_dir.join(bone_age::run::CONFIG);
+    let config = if args.resume && saved_path.is_file() {
+        // The saved config, with only the flags given now applied over it.
+        let saved = Config::load(Some(&saved_path))?;
+        let resumed = apply_flags(&args, resolve(saved.clone())?);
+        let refused: Vec<String> = saved
+            .diff(&resumed)
+            .into_iter()
+            .filter(|(key, _, _)| !RESUMABLE.contains(&key.as_str()))
+            .map(|(key, was, now)| format!("{key} = {was} in the run, {now} asked"))
+            .collect();
+        if !refused.is_empty() {
+            anyhow::bail!(
+                "--resume continues {} with the configuration it saved; these flags would change \
+                 what it learns: {}. Drop them, or start a new run with another --out",
+                run_dir.display(),
+                refused.join("; ")
             );
         }
-        config = saved;
-    }
+        for (key, was, now) in saved.diff(&resumed) {
+            eprintln!("note: resuming with {key} = {now} (the run had {was})");
+        }
+        resumed
+    } else {
+        if args.resume {
+            eprintln!(
+                "note: {} holds no run yet; starting it from epoch 1",
+                run_dir.display()
+            );
+        }
+        apply_flags(&args, config)
+    };
+    config.validate()?;
+    let data_dir = args
+        .data_dir
+        .clone()
+        .unwrap_or_else(|| config.paths.data_dir.clone());
     eprintln!("training on {} → {}", data_dir.display(), run_dir.display());
     let options = TrainOptions {
-        resume,
-        stop_after_epoch,
+        resume: args.resume,
+        stop_after_epoch: args.stop_after_epoch,
+        fault: args.inject_fault,
         progress: true,
     };
-    let summary = bone_age::train(&config, &data_dir, &run_dir, &options, |m| println!("{m}"))?;
+    let mut trained = 0;
+    let summary = bone_age::train(&config, &data_dir, &run_dir, &options, |m| {
+        trained += 1;
+        println!("{m}")
+    })?;
+    if trained == 0 {
+        let done = summary.history.last().map_or(0, |m| m.epoch);
+        println!(
+            "{} already finished {done} of {} epochs; nothing to train (pass --epochs N > {done} to extend it)",
+            run_dir.display(),
+            config.train.epochs
+        );
+        return Ok(());
+    }
     println!(
         "best: {}\nlast: {}",
         summary.best.display(),
         summary.last.display()
     );
     Ok(())
+}
+
+/// The train subcommand's own flags over `config`.
+fn apply_flags(args: &TrainArgs, mut config: Config) -> Config {
+    if let Some(e) = args.epochs {
+        config.train.epochs = e;
+    }
+    if let Some(lr) = args.lr {
+        config.train.lr = lr;
+    }
+    if let Some(b) = args.batch_size {
+        config.loader.batch_size = b;
+    }
+    if let Some(t) = args.model_type {
+        config.model.target = t.into();
+    }
+    config.model.sex_input |= args.sex_input;
+    config
 }

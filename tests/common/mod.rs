@@ -1,6 +1,7 @@
 //! Fixtures shared by the integration tests: tiny datasets written on the fly.
 #![allow(dead_code)]
 use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
 
 use image::{GrayImage, Luma};
 
@@ -42,4 +43,24 @@ pub fn shared_data(name: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("../shared/data")
         .join(name)
+}
+
+/// Runs the `bone-age` binary without the caller's LD_LIBRARY_PATH (the rpath must do),
+/// config file or log filter.
+pub fn bone_age(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_bone-age"))
+        .args(args)
+        .env_remove("LD_LIBRARY_PATH")
+        .env_remove("BONE_AGE_CONFIG")
+        .env_remove("RUST_LOG")
+        .output()
+        .expect("run bone-age")
+}
+
+pub fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+pub fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
 }

@@ -1,0 +1,196 @@
+//! Reading single radiographs: the checkpoint's whole preprocessing, ending at its input
+//! size whatever the image's size; checks that the image can show a hand at all (size,
+//! contrast, where the crop falls); and a bone age kept to the range the model learnt,
+//! flagged when the network's output fell outside it.
+use std::path::{Path, PathBuf};
+
+use image::GrayImage;
+use serde::Serialize;
+use tch::{Kind, Tensor};
+
+use crate::augment;
+use crate::checkpoint::Checkpoint;
+use crate::error::{Error, Result};
+use crate::loader::{Target, AGE_CENTER, AGE_SCALE};
+use crate::transforms::{percentile, Preprocess};
+
+/// Bone ages a reading reports, in months: the RSNA training range (1–228).
+pub const AGE_RANGE_MONTHS: (f64, f64) = (0.0, 228.0);
+/// Images with a shorter side than this cannot show a hand's bones.
+pub const MIN_SIDE: u32 = 64;
+/// Images whose 1st–99th percentile grey levels span less than this have no contrast.
+pub const MIN_CONTRAST: u8 = 16;
+
+/// One radiograph's prediction.
+#[derive(Clone, Debug, Serialize)]
+pub struct Reading {
+    pub path: PathBuf,
+    pub target: Target,
+    /// Bone age in months, within [`AGE_RANGE_MONTHS`] (age model), or P(male) (sex model).
+    pub value: f64,
+    /// The network's output in the same units, before it was kept to the range.
+    pub raw: f64,
+    /// Whether `raw` was outside the range and `value` is its nearest end.
+    pub clamped: bool,
+    /// Why this reading may not be trustworthy (empty when nothing looked wrong).
+    pub warnings: Vec<String>,
+}
+
+impl std::fmt::Display for Reading {
+    /// `path<TAB>142.0 months<TAB>11 y 10 m`, or `path<TAB>P(male) = 0.930`.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.target {
+            Target::Age => {
+                write!(
+                    f,
+                    "{}\t{:.1} months\t{}",
+                    self.path.display(),
+                    self.value,
+                    years_months(self.value)
+                )?;
+                if self.clamped {
+                    write!(
+                        f,
+                        "\t(network output {:.1} months, outside 0–228)",
+                        self.raw
+                    )?;
+                }
+                Ok(())
+            }
+            Target::Sex => write!(f, "{}\tP(male) = {:.3}", self.path.display(), self.value),
+        }
+    }
+}
+
+/// Predicts one radiograph file. `male` is required when the model takes sex as an input.
+pub fn predict_file(ckpt: &Checkpoint, path: &Path, male: Option<bool>) -> Result<Reading> {
+    if ckpt.model.config.sex_input && male.is_none() {
+        return Err(Error::Invalid {
+            what: "prediction".into(),
+            message: "this model takes sex as an input: pass --sex M or --sex F".into(),
+        });
+    }
+    let pre = ckpt.preprocess()?;
+    let img = crate::transforms::decode_gray(path, pre.max_pixels)?;
+    let warnings = image_warnings(&img, &pre);
+    let cached = pre.apply(&img).map_err(|e| Error::Image {
+        path: path.to_path_buf(),
+        message: e.to_string(),
+    })?;
+    let [h, w] = [cached.height() as i64, cached.width() as i64];
+    let device = ckpt.vs.device();
+    let raw = Tensor::from_data_size(cached.as_raw(), &[1, 1, h, w], Kind::Uint8).to_device(device);
+    let out_hw = [
+        ckpt.meta.input_shape[1] as usize,
+        ckpt.meta.input_shape[2] as usize,
+    ];
+    let x = augment::standardize(&augment::center_crop(&raw, out_hw)); // [1, 1, H, W]
+    let m = Tensor::from_slice(&[male.unwrap_or(false) as u8 as f32])
+        .view([1, 1])
+        .to_device(device);
+    let y = f64::try_from(ckpt.model.predict(&x, Some(&m)).to_kind(Kind::Double))?;
+    if !y.is_finite() {
+        return Err(Error::Checkpoint {
+            path: ckpt.path.clone(),
+            message: format!(
+                "the network's output for {} is {y}: the weights are broken",
+                path.display()
+            ),
+        });
+    }
+    let target = ckpt.model.config.target;
+    let raw = match target {
+        Target::Age => y * AGE_SCALE + AGE_CENTER,
+        Target::Sex => y,
+    };
+    let (lo, hi) = AGE_RANGE_MONTHS;
+    let value = match target {
+        Target::Age => raw.clamp(lo, hi),
+        Target::Sex => raw,
+    };
+    let mut reading = Reading {
+        path: path.to_path_buf(),
+        target,
+        value,
+        raw,
+        clamped: value != raw,
+        warnings,
+    };
+    if reading.clamped {
+        reading.warnings.push(format!(
+            "the network's output {raw:.1} months is outside the {lo}–{hi} months it was trained on; \
+             reported as {value:.0}: check the image"
+        ));
+    }
+    Ok(reading)
+}
+
+/// Reasons an image is unlikely to show a hand the model can read: too small, no
+/// contrast, the model's crop mostly outside it, or a whole-image resize that distorts it.
+pub fn image_warnings(img: &GrayImage, pre: &Preprocess) -> Vec<String> {
+    let (w, h) = img.dimensions();
+    let mut warnings = Vec::new();
+    if w.min(h) < MIN_SIDE {
+        warnings.push(format!(
+            "the image is only {w}×{h} pixels, too small to show a hand's bones; the reading is unreliable"
+        ));
+    }
+    let hist = crate::transforms::histogram(img.iter().copied());
+    let (p1, p99) = (percentile(&hist, 1.0), percentile(&hist, 99.0));
+    if p99.saturating_sub(p1) < MIN_CONTRAST {
+        warnings.push(format!(
+            "almost no contrast (grey levels {p1}–{p99} hold 98% of the pixels): a blank or \
+             saturated image, not a hand radiograph; the reading is unreliable"
+        ));
+    }
+    if pre.fit.is_none() && pre.stretch.is_none() && pre.crop_hw().is_some() {
+        let [top, left, ch, cw] = pre.regions([h, w]).crop;
+        let overlap =
+            |a: f64, len: f64, size: u32| ((a + len).min(size as f64) - a.max(0.0)).max(0.0);
+        let inside = overlap(top, ch, h) * overlap(left, cw, w) / (ch * cw);
+        if inside < 0.8 {
+            warnings.push(format!(
+                "{:.0}% of this model's {ch:.0}×{cw:.0} crop lies outside this {h}×{w} image: it reads \
+                 registered 2080×1600 hands (a model trained with preprocess.fit reads raw radiographs)",
+                (1.0 - inside) * 100.0
+            ));
+        }
+    }
+    if let Some([sh, sw]) = pre.stretch {
+        let (a, b) = (h as f64 / w as f64, sh as f64 / sw as f64);
+        if (a / b - 1.0).abs() > 0.25 {
+            warnings.push(format!(
+                "this {h}×{w} image was resized to the {sh}×{sw} whole images the model was trained on, \
+                 changing its aspect ratio"
+            ));
+        }
+    }
+    warnings
+}
+
+/// "11 y 10 m" for 142 months (negative ages show as 0 y 0 m; readings never have them).
+pub fn years_months(months: f64) -> String {
+    let total = months.round().max(0.0) as i64;
+    format!("{} y {} m", total / 12, total % 12)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn blank_tiny_and_misplaced_images_are_flagged() {
+        let pre = Preprocess::default(); // the recipe: a 2000×1500 crop of registered hands
+        let black = GrayImage::new(1600, 2080);
+        let w = image_warnings(&black, &pre);
+        assert!(w.iter().any(|m| m.contains("no contrast")), "{w:?}");
+        let tiny = GrayImage::from_fn(10, 10, |x, y| image::Luma([((x * 25 + y * 7) % 256) as u8]));
+        let w = image_warnings(&tiny, &pre);
+        assert!(w.iter().any(|m| m.contains("10×10")), "{w:?}");
+        assert!(w.iter().any(|m| m.contains("outside this 10×10")), "{w:?}");
+        let good = GrayImage::from_fn(1600, 2080, |x, y| {
+            image::Luma([((x / 7 + y / 5) % 256) as u8])
+        });
+        assert_eq!(image_warnings(&good, &pre), Vec::<String>::new());
+    }
+}

@@ -1,0 +1,223 @@
+//! The run directory of a training run: the resolved `config.toml`, and after each epoch
+//! one checkpoint set — `last.safetensors` + `last.json`, `last.optim.safetensors` (Adam),
+//! `best.*` when validation improved, `metrics.csv` and the TensorBoard event file —
+//! written through [`crate::commit`], so a kill at any moment leaves the set of the last
+//! finished epoch, and `--resume` continues from exactly there.
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use tch::nn;
+
+use crate::checkpoint::{self, CheckpointMeta, EpochMetrics};
+use crate::commit::{self, Fault, Faults, WriteFn};
+use crate::config::Config;
+use crate::error::{Error, Result};
+use crate::optim::Adam;
+
+pub const LAST: &str = "last.safetensors";
+pub const BEST: &str = "best.safetensors";
+pub const OPTIM: &str = "last.optim.safetensors";
+pub const METRICS: &str = "metrics.csv";
+pub const CONFIG: &str = "config.toml";
+
+/// An open run directory.
+#[derive(Debug)]
+pub struct RunDir {
+    pub path: PathBuf,
+    /// The TensorBoard event file's name (kept across resumes) and its creation time.
+    events: (String, f64),
+    pub faults: Faults,
+}
+
+impl RunDir {
+    /// Opens (creating) `path`, first finishing or discarding a set a kill interrupted and
+    /// removing stale temporaries. A fresh run (`resume` false) refuses a directory that
+    /// already holds a checkpoint.
+    pub fn open(path: &Path, resume: bool, fault: Option<Fault>) -> Result<RunDir> {
+        std::fs::create_dir_all(path).map_err(|e| Error::io(path, e))?;
+        let mut faults = Faults::new(fault);
+        let recovered = commit::recover(path, &mut faults)?;
+        if !recovered.rolled_forward.is_empty() {
+            tracing::warn!(
+                "{}: finished writing the checkpoint set a kill interrupted",
+                path.display()
+            );
+        }
+        if !resume && path.join(LAST).exists() {
+            return Err(Error::Invalid {
+                what: "run directory".into(),
+                message: format!(
+                    "{} already holds a run; pass --resume to continue it or choose another --out",
+                    path.display()
+                ),
+            });
+        }
+        let events = match crate::tensorboard::find(path) {
+            Some(p) => {
+                let name = p
+                    .file_name()
+                    .and_then(|n| n.to_str())
+                    .unwrap_or("")
+                    .to_string();
+                let created = name
+                    .strip_prefix("events.out.tfevents.")
+                    .and_then(|r| r.split('.').next())
+                    .and_then(|t| t.parse::<f64>().ok())
+                    .unwrap_or_else(crate::tensorboard::wall_time);
+                (name, created)
+            }
+            None => {
+                let now = crate::tensorboard::wall_time();
+                (crate::tensorboard::file_name(now as u64), now)
+            }
+        };
+        Ok(RunDir {
+            path: path.to_path_buf(),
+            events,
+            faults,
+        })
+    }
+
+    pub fn last(&self) -> PathBuf {
+        self.path.join(LAST)
+    }
+
+    pub fn best(&self) -> PathBuf {
+        self.path.join(BEST)
+    }
+
+    /// Whether a committed set still waits to be moved into place (a failed rename).
+    pub fn has_pending_commit(&self) -> bool {
+        commit::is_pending(&self.path)
+    }
+
+    /// The epoch of the last complete checkpoint set, if any.
+    pub fn last_epoch(&self) -> Option<usize> {
+        checkpoint::read_meta(&self.last()).ok().map(|m| m.epoch)
+    }
+
+    /// Writes the resolved config (a counted step, so fault injection reaches it too).
+    pub fn save_config(&mut self, config: &Config) -> Result<()> {
+        let path = self.path.join(CONFIG);
+        self.faults.step(&path)?;
+        config.save(&path)
+    }
+
+    /// Restores weights and Adam state from the last set; returns its sidecar and the
+    /// history up to it.
+    pub fn restore(
+        &self,
+        vs: &mut nn::VarStore,
+        opt: &mut Adam,
+    ) -> Result<(CheckpointMeta, Vec<EpochMetrics>)> {
+        let meta = checkpoint::read_meta(&self.last())?;
+        checkpoint::load_weights(vs, &self.last())?;
+        opt.load(&self.path.join(OPTIM))?;
+        let mut history = read_metrics(&self.path)?;
+        history.retain(|m| m.epoch <= meta.epoch);
+        Ok((meta, history))
+    }
+
+    /// Writes one epoch's set: last (and best when `improved`), the optimizer, the metrics
+    /// and the event file. On failure (a full disk) the previous set is untouched.
+    pub fn save_epoch(
+        &mut self,
+        vs: &nn::VarStore,
+        opt: &Adam,
+        meta: &CheckpointMeta,
+        improved: bool,
+        history: &[EpochMetrics],
+    ) -> Result<()> {
+        let mut files: Vec<(String, WriteFn<'_>)> = Vec::new();
+        let names = if improved {
+            vec![BEST, LAST]
+        } else {
+            vec![LAST]
+        };
+        for name in names {
+            files.push((
+                name.into(),
+                Box::new(move |p: &Path| checkpoint::write_weights(vs, p)),
+            ));
+            files.push((
+                checkpoint::sidecar(Path::new(name)).display().to_string(),
+                Box::new(move |p: &Path| checkpoint::write_meta(meta, p)),
+            ));
+        }
+        files.push((OPTIM.into(), Box::new(move |p: &Path| opt.save(p))));
+        files.push((
+            METRICS.into(),
+            Box::new(move |p: &Path| write_metrics(p, history)),
+        ));
+        let created = self.events.1;
+        files.push((
+            self.events.0.clone(),
+            Box::new(move |p: &Path| crate::tensorboard::write(p, history, created)),
+        ));
+        commit::commit(&self.path, files, &mut self.faults)
+    }
+}
+
+const METRICS_HEADER: &str =
+    "epoch,train_loss,val_loss,val_mae_months,val_accuracy,lr,seconds,images_per_s,wall_time";
+
+fn write_metrics(path: &Path, history: &[EpochMetrics]) -> Result<()> {
+    let opt = |v: Option<f64>| v.map_or(String::new(), |v| format!("{v}"));
+    let io = |e| Error::io(path, e);
+    let mut f = std::io::BufWriter::new(std::fs::File::create(path).map_err(io)?);
+    writeln!(f, "{METRICS_HEADER}").map_err(io)?;
+    for m in history {
+        writeln!(
+            f,
+            "{},{},{},{},{},{},{},{},{}",
+            m.epoch,
+            m.train_loss,
+            m.val_loss,
+            opt(m.val_mae_months),
+            opt(m.val_accuracy),
+            m.lr,
+            m.seconds,
+            m.images_per_s,
+            m.wall_time
+        )
+        .map_err(io)?;
+    }
+    f.flush().map_err(io)
+}
+
+/// Reads `metrics.csv` from a run directory (empty when absent).
+pub fn read_metrics(run_dir: &Path) -> Result<Vec<EpochMetrics>> {
+    let path = run_dir.join(METRICS);
+    if !path.exists() {
+        return Ok(Vec::new());
+    }
+    let mut reader = csv::Reader::from_path(&path).map_err(|e| Error::Dataset {
+        path: path.clone(),
+        message: e.to_string(),
+    })?;
+    let mut out = Vec::new();
+    for (i, row) in reader.records().enumerate() {
+        let row = row.map_err(|e| Error::Dataset {
+            path: path.clone(),
+            message: e.to_string(),
+        })?;
+        let num = |k: usize| row.get(k).and_then(|v| v.parse::<f64>().ok());
+        let epoch = num(0).filter(|e| *e >= 1.0).ok_or_else(|| Error::Csv {
+            path: path.clone(),
+            line: i + 2,
+            message: format!("epoch {:?} is not a number >= 1", row.get(0).unwrap_or("")),
+        })?;
+        out.push(EpochMetrics {
+            epoch: epoch as usize,
+            train_loss: num(1).unwrap_or(f64::NAN),
+            val_loss: num(2).unwrap_or(f64::NAN),
+            val_mae_months: num(3),
+            val_accuracy: num(4),
+            lr: num(5).unwrap_or(f64::NAN),
+            seconds: num(6).unwrap_or(f64::NAN),
+            images_per_s: num(7).unwrap_or(f64::NAN),
+            wall_time: num(8).unwrap_or(0.0),
+        });
+    }
+    Ok(out)
+}
