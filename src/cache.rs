@@ -129,31 +129,23 @@ fn build(paths: &[PathBuf], pre: &Preprocess) -> Result<(Vec<u8>, Geometry)> {
         .par_iter()
         .map(|p| crate::transforms::checked_dimensions(p, pre.max_pixels))
         .collect();
-    let geometry = match pre.fixed_geometry() {
-        Some(g) => g,
-        None => {
-            let mut counts: HashMap<[u32; 2], usize> = HashMap::new();
-            for hw in headers.iter().flatten() {
-                *counts.entry(*hw).or_default() += 1;
-            }
-            // Most common size; ties go to the one seen first.
-            let first_seen =
-                |hw: &[u32; 2]| headers.iter().position(|h| h.as_ref().ok() == Some(hw));
-            match counts
-                .iter()
-                .max_by_key(|(hw, &n)| (n, std::cmp::Reverse(first_seen(hw))))
-            {
-                Some((hw, _)) => pre.geometry(*hw),
-                None => pre.geometry([1, 1]), // every header failed: reported below
-            }
+    // Each size with the first image that has it and how many do.
+    let mut sizes: HashMap<[u32; 2], (usize, usize)> = HashMap::new();
+    for (i, hw) in headers.iter().enumerate() {
+        if let Ok(hw) = hw {
+            sizes.entry(*hw).or_insert((i, 0)).1 += 1;
         }
-    };
-    let per = geometry.cached[0] * geometry.cached[1];
-    let majority = headers
+    }
+    // The most common size (ties: the first seen) sets a whole-image geometry.
+    let common = sizes
         .iter()
-        .flatten()
-        .filter(|hw| pre.geometry(**hw) == geometry)
-        .count();
+        .max_by_key(|(_, &(first, n))| (n, std::cmp::Reverse(first)))
+        .map(|(hw, &(_, n))| (*hw, n));
+    let geometry = pre
+        .fixed_geometry()
+        .unwrap_or_else(|| pre.geometry(common.map_or([1, 1], |(hw, _)| hw)));
+    let majority = common.map_or(0, |(_, n)| n);
+    let per = geometry.cached[0] * geometry.cached[1];
     let mut pixels = vec![0u8; per * paths.len()];
     let errors: Vec<Error> = pixels
         .par_chunks_mut(per)

@@ -52,25 +52,10 @@ impl RunDir {
                 ),
             });
         }
-        let events = match crate::tensorboard::find(path) {
-            Some(p) => {
-                let name = p
-                    .file_name()
-                    .and_then(|n| n.to_str())
-                    .unwrap_or("")
-                    .to_string();
-                let created = name
-                    .strip_prefix("events.out.tfevents.")
-                    .and_then(|r| r.split('.').next())
-                    .and_then(|t| t.parse::<f64>().ok())
-                    .unwrap_or_else(crate::tensorboard::wall_time);
-                (name, created)
-            }
-            None => {
-                let now = crate::tensorboard::wall_time();
-                (crate::tensorboard::file_name(now as u64), now)
-            }
-        };
+        let events = crate::tensorboard::find(path).unwrap_or_else(|| {
+            let now = crate::tensorboard::wall_time();
+            (crate::tensorboard::file_name(now as u64), now)
+        });
         Ok(RunDir {
             path: path.to_path_buf(),
             events,
@@ -94,6 +79,17 @@ impl RunDir {
     /// The epoch of the last complete checkpoint set, if any.
     pub fn last_epoch(&self) -> Option<usize> {
         checkpoint::read_meta(&self.last()).ok().map(|m| m.epoch)
+    }
+
+    /// What a failed epoch leaves to continue from, for its error message.
+    pub fn kept(&self) -> String {
+        match self.last_epoch() {
+            Some(done) => format!(
+                "the last good checkpoint {} (epoch {done}) is intact and `--resume` continues from it",
+                self.last().display()
+            ),
+            None => "no checkpoint was saved: no epoch finished".into(),
+        }
     }
 
     /// Writes the resolved config (a counted step, so fault injection reaches it too).
@@ -128,19 +124,25 @@ impl RunDir {
         improved: bool,
         history: &[EpochMetrics],
     ) -> Result<()> {
-        let mut files: Vec<(String, WriteFn<'_>)> = Vec::new();
-        let names = if improved {
-            vec![BEST, LAST]
-        } else {
-            vec![LAST]
-        };
-        for name in names {
-            files.push((
-                name.into(),
+        // `last` is serialised once; an improved epoch's `best` is a second name for the
+        // staged file (a copy where the file system has no hard links).
+        let mut files: Vec<(String, WriteFn<'_>)> = vec![
+            (
+                LAST.into(),
                 Box::new(move |p: &Path| checkpoint::write_weights(vs, p)),
+            ),
+            (
+                sidecar_name(LAST),
+                Box::new(move |p: &Path| checkpoint::write_meta(meta, p)),
+            ),
+        ];
+        if improved {
+            files.push((
+                BEST.into(),
+                Box::new(|p: &Path| same_as(&p.with_file_name(LAST), p)),
             ));
             files.push((
-                checkpoint::sidecar(Path::new(name)).display().to_string(),
+                sidecar_name(BEST),
                 Box::new(move |p: &Path| checkpoint::write_meta(meta, p)),
             ));
         }
@@ -156,6 +158,20 @@ impl RunDir {
         ));
         commit::commit(&self.path, files, &mut self.faults)
     }
+}
+
+/// `best.json` for `best.safetensors`.
+fn sidecar_name(weights: &str) -> String {
+    checkpoint::sidecar(Path::new(weights))
+        .display()
+        .to_string()
+}
+
+/// Makes `to` a second name of the (already written) file `from`, or a copy of it.
+fn same_as(from: &Path, to: &Path) -> Result<()> {
+    std::fs::hard_link(from, to)
+        .or_else(|_| std::fs::copy(from, to).map(|_| ()))
+        .map_err(|e| Error::io(to, e))
 }
 
 const METRICS_HEADER: &str =

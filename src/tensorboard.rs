@@ -1,7 +1,7 @@
 //! A minimal TensorBoard event-file writer for scalar summaries: TFRecord framing
 //! (length, masked CRC-32C, payload, masked CRC-32C) around hand-encoded `Event`
 //! protobufs, readable by `tensorboard` and `tf.summary` readers.
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use crate::checkpoint::EpochMetrics;
@@ -37,25 +37,30 @@ pub fn wall_time() -> f64 {
         .map_or(0.0, |d| d.as_secs_f64())
 }
 
+const PREFIX: &str = "events.out.tfevents.";
+
 /// `events.out.tfevents.<created>.<host>`: the event file name of a run created at `created`.
 pub fn file_name(created: u64) -> String {
     let host = std::env::var("HOSTNAME").unwrap_or_else(|_| "bone-age".into());
-    format!("events.out.tfevents.{created}.{host}")
+    format!("{PREFIX}{created}.{host}")
 }
 
-/// The event file of a run directory, if it has one.
-pub fn find(dir: &Path) -> Option<PathBuf> {
-    let mut found: Vec<PathBuf> = std::fs::read_dir(dir)
+/// The event file of a run directory, if it has one: its name and its creation time
+/// (from the name).
+pub fn find(dir: &Path) -> Option<(String, f64)> {
+    let mut names: Vec<String> = std::fs::read_dir(dir)
         .ok()?
-        .filter_map(|e| e.ok().map(|e| e.path()))
-        .filter(|p| {
-            p.file_name()
-                .and_then(|n| n.to_str())
-                .is_some_and(|n| n.starts_with("events.out.tfevents."))
-        })
+        .filter_map(|e| e.ok()?.file_name().into_string().ok())
+        .filter(|n| n.starts_with(PREFIX))
         .collect();
-    found.sort();
-    found.into_iter().next()
+    names.sort();
+    let name = names.into_iter().next()?;
+    let created = name[PREFIX.len()..]
+        .split('.')
+        .next()
+        .and_then(|t| t.parse::<f64>().ok())
+        .unwrap_or_else(wall_time);
+    Some((name, created))
 }
 
 /// The whole event file for `history`: the version record, then one event of scalars

@@ -272,13 +272,7 @@ fn diverged(e: Error, run: &RunDir) -> Error {
     else {
         return e;
     };
-    let kept = match run.last_epoch() {
-        Some(done) => format!(
-            "nothing was saved for this epoch; the last good checkpoint {} (epoch {done}) is intact",
-            run.last().display()
-        ),
-        None => "no checkpoint was saved: no epoch finished".into(),
-    };
+    let kept = run.kept();
     Error::Training {
         epoch,
         batch,
@@ -299,16 +293,12 @@ fn unsaved(e: Error, epoch: usize, run: &RunDir) -> Error {
             ),
         };
     }
-    let kept = match run.last_epoch() {
-        Some(done) => format!(
-            "the previous checkpoint set (epoch {done}, {}) is intact; free space and `--resume` continues from it",
-            run.last().display()
-        ),
-        None => "no earlier checkpoint exists".into(),
-    };
+    let kept = run.kept();
     Error::Checkpoint {
         path: run.path.clone(),
-        message: format!("the checkpoint of epoch {epoch} could not be written ({e}); {kept}"),
+        message: format!(
+            "the checkpoint of epoch {epoch} could not be written ({e}); {kept}; free space first"
+        ),
     }
 }
 

@@ -107,7 +107,6 @@ pub fn run(
         }
         apply_flags(&args, config)
     };
-    config.validate()?;
     let data_dir = args
         .data_dir
         .clone()
