@@ -35,7 +35,9 @@ build: ## build the release binary target/release/bone-age
 doctor: build ## check the installation: torch, CUDA, threads, paths
 	$(BIN) doctor
 
-demo: build ## the main job on built-in data: phantom set, train, evaluate, predict → results/demo
+# make demo should reach a test MAE of about 15.7 months (the mean predictor: 33.4) in about
+# 3 minutes on 2 CPU cores (186 s measured; configs/demo.toml has the details).
+demo: build ## the main job on built-in data: phantom set, train, evaluate, predict → results/demo (test MAE ~15.7 months, ~3 min on 2 cores)
 	@[ -f data/phantom/train.csv ] || $(BIN) data phantom --out data/phantom
 	$(BIN) data summary --data-dir data/phantom
 	rm -rf $(DEMO)
@@ -45,7 +47,10 @@ demo: build ## the main job on built-in data: phantom set, train, evaluate, pred
 	$(BIN) predict data/phantom/test/401.png data/phantom/test/402.png --checkpoint $(DEMO)/run/best.safetensors
 	@echo "results: $(DEMO)/metrics.json, $(DEMO)/predictions.csv, $(DEMO)/run/metrics.csv"
 
-training: build ## train the recipe headless on DATA_DIR (default data/) into RUN_DIR (runs/recipe-<time>)
+# make training runs the full recipe (500×375, 50 epochs): a GPU job. On 2 CPU cores it trains at
+# 2.0 img/s (about 1.6 h per epoch); the same optimiser at 128×128 reaches 23.5 months validation
+# MAE after 2 epochs of 191 s (configs/recipe.toml has the measurements).
+training: build ## train the recipe headless on DATA_DIR (default data/) into RUN_DIR (runs/recipe-<time>); a GPU job
 	$(BIN) --config configs/recipe.toml train --data-dir $(DATA_DIR) --out $(RUN_DIR)
 
 test: cargo-test notebook-test ## the whole test suite (what CI runs)
@@ -89,9 +94,10 @@ kill-jupyter: ## stop the Jupyter server that 'make jupyter' started
 fmt: ## format the Rust code
 	cargo fmt --all
 
-lint: ## rustfmt check and clippy with warnings as errors
+lint: ## rustfmt check, clippy with warnings as errors, and no cycles among the library's modules
 	cargo fmt --all -- --check
 	$(CARGO) clippy --release --all-targets --locked -- -D warnings
+	$(ENV) python scripts/module_graph.py > /dev/null || $(ENV) python scripts/module_graph.py
 
 clean: ## remove build outputs and results (the cache outside the clone stays)
 	cargo clean

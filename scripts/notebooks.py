@@ -11,7 +11,8 @@ when any cell errors. evcxr reports an error returned by `?` in a cell only as
 text on stderr, not as a failed cell, so a cell that writes to stderr fails too
 (and stops the notebook there; the text can arrive late, so `run` also drains
 stderr after the last cell). `check` fails when a committed notebook carries outputs or
-execution counts (`strip` removes them).
+execution counts (`strip` removes them), or has a code cell with no text cell before it
+(every cell says what it does).
 """
 
 import argparse
@@ -31,13 +32,25 @@ def dirty_cells(nb) -> list[int]:
     ]
 
 
+def unexplained_cells(nb) -> list[int]:
+    """Code cells not directly preceded by a markdown cell."""
+    return [
+        i
+        for i, c in enumerate(nb.cells)
+        if c.cell_type == "code" and (i == 0 or nb.cells[i - 1].cell_type != "markdown")
+    ]
+
+
 def check(paths: list[Path]) -> int:
     bad = 0
     for p in paths:
-        cells = dirty_cells(nbformat.read(p, as_version=4))
+        nb = nbformat.read(p, as_version=4)
+        cells, bare = dirty_cells(nb), unexplained_cells(nb)
         if cells:
-            bad += 1
             print(f"{p}: code cells {cells} carry outputs; run `python scripts/notebooks.py strip {p}`")
+        if bare:
+            print(f"{p}: code cells {bare} have no sentence before them saying what they do")
+        bad += bool(cells or bare)
     print(f"notebooks: {len(paths) - bad} passed, {bad} failed")
     return 1 if bad else 0
 

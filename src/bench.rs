@@ -14,8 +14,9 @@ use crate::augment::AugmentConfig;
 use crate::cache::ImageCache;
 use crate::dataset::{self, Dataset};
 use crate::error::{Error, Result};
-use crate::loader::{BatchLoader, LoaderConfig, Target};
-use crate::transforms::Preprocess;
+use crate::loader::{BatchLoader, LoaderConfig};
+use crate::model::Target;
+use crate::preprocess::Preprocess;
 
 /// The peer's figures (images/s on one core).
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -59,7 +60,7 @@ pub fn pipeline(
 ) -> Result<PipelineReport> {
     let (_, ds) = Dataset::from_dir(data_dir, dataset::Split::Train, None)?;
     let paths = dataset::paths(&ds.frame)?;
-    let input_size = crate::transforms::dimensions(&paths[0])?;
+    let input_size = crate::preprocess::dimensions(&paths[0])?;
     let decode_pass = |threads: usize| -> Result<f64> {
         let pool = rayon::ThreadPoolBuilder::new()
             .num_threads(threads)

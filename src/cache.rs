@@ -19,7 +19,7 @@ use tch::{Kind, Tensor};
 
 use crate::dataset;
 use crate::error::{Error, Result};
-use crate::transforms::{Geometry, Preprocess};
+use crate::preprocess::{Geometry, Preprocess};
 
 /// Bump when the file layout or the preprocessing code changes meaning.
 const FORMAT: &str = "bone-age-cache-v1";
@@ -127,7 +127,7 @@ pub fn cache_key(paths: &[PathBuf], pre: &Preprocess) -> Result<String> {
 fn build(paths: &[PathBuf], pre: &Preprocess) -> Result<(Vec<u8>, Geometry)> {
     let headers: Vec<Result<[u32; 2]>> = paths
         .par_iter()
-        .map(|p| crate::transforms::checked_dimensions(p, pre.max_pixels))
+        .map(|p| crate::preprocess::checked_dimensions(p, pre.max_pixels))
         .collect();
     // Each size with the first image that has it and how many do.
     let mut sizes: HashMap<[u32; 2], (usize, usize)> = HashMap::new();
@@ -223,13 +223,11 @@ fn write(path: &Path, key: &str, pixels: &[u8], ids: &[i64], g: Geometry) -> Res
     .into_iter()
     .map(|(k, v)| (k.to_string(), v))
     .collect();
-    // Per process: two runs sharing a cache directory may build the same file at once.
-    let tmp = path.with_extension(format!("safetensors.partial-{}", std::process::id()));
-    if let Err(e) = safetensors::serialize_to_file(tensors, Some(meta), &tmp) {
-        let _ = std::fs::remove_file(&tmp); // a full disk must not leave half a cache behind
-        return Err(bad(format!("writing cache: {e}")));
-    }
-    std::fs::rename(&tmp, path).map_err(|e| Error::io(path, e))
+    // A full disk must not leave half a cache behind; nor may two runs sharing the directory.
+    crate::files::atomic_write(path, |tmp| {
+        safetensors::serialize_to_file(tensors, Some(meta), tmp)
+            .map_err(|e| bad(format!("writing cache: {e}")))
+    })
 }
 
 fn read(path: &Path, key: &str) -> Result<(Tensor, Vec<i64>, Geometry)> {

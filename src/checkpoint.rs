@@ -1,5 +1,5 @@
 //! Checkpoints: weights as safetensors plus a JSON sidecar (resolved config, epoch,
-//! metrics, input shape, model, versions), every file written atomically.
+//! metrics, input shape, model, versions), and loading them back for inference.
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
@@ -7,60 +7,9 @@ use tch::{nn, Device};
 
 use crate::config::Config;
 use crate::error::{Error, Result};
+use crate::metrics::EpochMetrics;
 use crate::model::M46;
-use crate::transforms::Preprocess;
-
-/// Writes `path` through `write(tmp)` then renames, so a kill never leaves a torn file.
-/// The temporary name keeps the extension (tch picks the format from it).
-/// A failed write removes its temporary; one a kill leaves behind is removed by
-/// [`crate::commit::recover`] when the run directory is next opened.
-pub fn atomic(path: &Path, write: impl FnOnce(&Path) -> Result<()>) -> Result<()> {
-    let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("file");
-    let tmp = path.with_file_name(format!(".tmp-{}-{name}", std::process::id()));
-    if let Err(e) =
-        write(&tmp).and_then(|()| std::fs::rename(&tmp, path).map_err(|e| Error::io(path, e)))
-    {
-        let _ = std::fs::remove_file(&tmp);
-        return Err(e);
-    }
-    Ok(())
-}
-
-/// Metrics of one epoch.
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
-pub struct EpochMetrics {
-    /// 1-based.
-    pub epoch: usize,
-    pub train_loss: f64,
-    pub val_loss: f64,
-    /// Age models: validation mean absolute error in months.
-    pub val_mae_months: Option<f64>,
-    /// Sex models: validation accuracy.
-    pub val_accuracy: Option<f64>,
-    pub lr: f64,
-    pub seconds: f64,
-    /// Training images per second.
-    pub images_per_s: f64,
-    /// When the epoch ended, seconds since the Unix epoch (TensorBoard's wall time).
-    #[serde(default)]
-    pub wall_time: f64,
-}
-
-impl std::fmt::Display for EpochMetrics {
-    /// One line per epoch, as `bone-age train` prints it.
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let score = match (self.val_mae_months, self.val_accuracy) {
-            (Some(mae), _) => format!("val MAE {mae:6.2} months"),
-            (_, Some(acc)) => format!("val accuracy {:5.1}%", acc * 100.0),
-            _ => String::new(),
-        };
-        write!(
-            f,
-            "epoch {:>3}  train loss {:.4}  val loss {:.4}  {score}  {:.1} s  {:.1} img/s",
-            self.epoch, self.train_loss, self.val_loss, self.seconds, self.images_per_s
-        )
-    }
-}
+use crate::preprocess::Preprocess;
 
 /// The JSON sidecar beside each `*.safetensors`.
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -113,10 +62,16 @@ pub fn write_meta(meta: &CheckpointMeta, path: &Path) -> Result<()> {
 pub fn read_meta(weights: &Path) -> Result<CheckpointMeta> {
     let path = sidecar(weights);
     let text = std::fs::read_to_string(&path).map_err(|e| Error::io(&path, e))?;
-    let meta: CheckpointMeta = serde_json::from_str(&text).map_err(|e| Error::Checkpoint {
+    let bad = |e: serde_json::Error| Error::Checkpoint {
         path: path.clone(),
         message: e.to_string(),
-    })?;
+    };
+    // Sidecars of older versions hold the config in its old form (see `upgrade_legacy`).
+    let mut tree: serde_json::Value = serde_json::from_str(&text).map_err(bad)?;
+    let meta: CheckpointMeta = match tree.get_mut("config").map(crate::config::upgrade_legacy) {
+        Some(true) => serde_json::from_value(tree).map_err(bad)?,
+        _ => serde_json::from_str(&text).map_err(bad)?,
+    };
     let [c, h, w] = meta.input_shape;
     if c != 1 || h < 127 || w < 127 {
         return Err(Error::Checkpoint {
@@ -250,5 +205,51 @@ pub fn inference_preprocess(meta: &CheckpointMeta, path: &Path) -> Result<Prepro
                 got.map(|g| g.out)
             ),
         }),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::schedule::Schedule;
+
+    #[test]
+    fn a_sidecar_of_an_older_version_reads_in_the_new_form() {
+        let meta = CheckpointMeta {
+            config: Config::default(),
+            epoch: 3,
+            metrics: EpochMetrics::default(),
+            best_val_loss: 0.2,
+            input_shape: [1, 128, 128],
+            versions: Versions::current(),
+        };
+        let mut tree = serde_json::to_value(&meta).unwrap();
+        let config = tree["config"].as_object_mut().unwrap();
+        config.remove("folds");
+        config.insert(
+            "split".into(),
+            serde_json::json!({"test_fold": 3, "n_folds": 4, "sex": "all", "method": "contiguous"}),
+        );
+        let train = config["train"].as_object_mut().unwrap();
+        train.insert("schedule".into(), "cosine".into());
+        train.insert("min_lr".into(), 1e-5.into());
+        let dir = tempfile::tempdir().unwrap();
+        let weights = dir.path().join("best.safetensors");
+        std::fs::write(sidecar(&weights), tree.to_string()).unwrap();
+        let read = read_meta(&weights).unwrap();
+        assert_eq!(
+            (read.config.folds.val_fold, read.config.folds.n_folds),
+            (3, 4)
+        );
+        assert_eq!(
+            read.config.train.schedule,
+            Schedule::Cosine { min_lr: 1e-5 }
+        );
+        assert_eq!(read.epoch, 3);
+
+        tree["config"]["train"]["schedule"] = "warp".into();
+        std::fs::write(sidecar(&weights), tree.to_string()).unwrap();
+        let msg = read_meta(&weights).unwrap_err().to_string();
+        assert!(msg.contains("best.json") && msg.contains("warp"), "{msg}");
     }
 }

@@ -5,134 +5,36 @@
 //! `"cuda:0"`), which go through the same typed deserialisation as the file,
 //! so a bad flag is reported exactly like a bad file entry. Every run writes its
 //! resolved config with [`Config::save`].
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
+use polars::prelude::DataFrame;
 use serde::{Deserialize, Serialize};
 
 use crate::augment::AugmentConfig;
-use crate::dataset::Layout;
+use crate::dataset::DataConfig;
 use crate::error::{Error, Result};
-use crate::folds::{FoldMethod, SexFilter};
+use crate::files::PathsConfig;
+use crate::folds::FoldsConfig;
 use crate::loader::LoaderConfig;
-use crate::model::ModelConfig;
-use crate::runtime::DeviceSpec;
-use crate::train::TrainConfig;
-use crate::transforms::Preprocess;
+use crate::model::{ModelConfig, Target};
+use crate::preprocess::Preprocess;
+use crate::runtime::RuntimeConfig;
+use crate::schedule::TrainConfig;
 
-/// The whole configuration. `Default` is the recipe.
+/// The whole configuration, one section per stage, in pipeline order. Each section's
+/// type lives in its stage's module; this file only composes them. `Default` is the recipe.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct Config {
     pub runtime: RuntimeConfig,
     pub paths: PathsConfig,
     pub data: DataConfig,
-    pub split: SplitConfig,
+    pub folds: FoldsConfig,
     pub preprocess: Preprocess,
     pub augment: AugmentConfig,
     pub loader: LoaderConfig,
     pub model: ModelConfig,
     pub train: TrainConfig,
-}
-
-/// Which dataset layout to read.
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct DataConfig {
-    /// `recipe` or `kaggle`; unset = detected from the files present.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub layout: Option<Layout>,
-}
-
-/// The train/validation split. `Default` is the recipe: fold 10 of 10 held out.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct SplitConfig {
-    /// Held-out fold, 1-based.
-    pub test_fold: usize,
-    pub n_folds: usize,
-    /// Rows taken part (before splitting): all, male or female.
-    pub sex: SexFilter,
-    /// `contiguous` (the recipe) or `stratified` (by age, seeded with runtime.seed).
-    pub method: FoldMethod,
-}
-
-impl Default for SplitConfig {
-    fn default() -> Self {
-        Self {
-            test_fold: 10,
-            n_folds: 10,
-            sex: SexFilter::All,
-            method: FoldMethod::Contiguous,
-        }
-    }
-}
-
-/// Where and how computation runs.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct RuntimeConfig {
-    /// `auto` (CUDA when libtorch sees a GPU, else CPU), `cpu`, `cuda` or `cuda:N`.
-    pub device: DeviceSpec,
-    /// libtorch intra-op threads; 0 keeps libtorch's default (one per core).
-    pub threads: usize,
-    /// Seed for every random choice (splits, initialisation, augmentation).
-    pub seed: u64,
-}
-
-impl Default for RuntimeConfig {
-    fn default() -> Self {
-        Self {
-            device: DeviceSpec::Auto,
-            threads: 0,
-            seed: 42,
-        }
-    }
-}
-
-/// Directories. Relative paths are relative to the working directory.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct PathsConfig {
-    /// Dataset root (recipe or Kaggle layout).
-    pub data_dir: PathBuf,
-    /// Parent of run directories (checkpoints, metrics, resolved config).
-    pub runs_dir: PathBuf,
-    /// Heavy derived state (preprocessed-image caches). Unset: `$BONE_AGE_CACHE`,
-    /// else `${XDG_CACHE_HOME:-~/.cache}/bone-age`.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub cache_dir: Option<PathBuf>,
-}
-
-impl Default for PathsConfig {
-    fn default() -> Self {
-        Self {
-            data_dir: PathBuf::from("data"),
-            runs_dir: PathBuf::from("runs"),
-            cache_dir: None,
-        }
-    }
-}
-
-impl PathsConfig {
-    /// The cache directory in force: the configured one, else the environment's.
-    pub fn cache_dir(&self) -> PathBuf {
-        self.cache_dir.clone().unwrap_or_else(default_cache_dir)
-    }
-}
-
-/// `$BONE_AGE_CACHE`, else `${XDG_CACHE_HOME:-$HOME/.cache}/bone-age` (as scripts/env.sh).
-pub fn default_cache_dir() -> PathBuf {
-    let var = |k: &str| {
-        std::env::var_os(k)
-            .filter(|v| !v.is_empty())
-            .map(PathBuf::from)
-    };
-    var("BONE_AGE_CACHE").unwrap_or_else(|| {
-        var("XDG_CACHE_HOME")
-            .or_else(|| var("HOME").map(|h| h.join(".cache")))
-            .unwrap_or_else(|| PathBuf::from(".cache"))
-            .join("bone-age")
-    })
 }
 
 impl Config {
@@ -153,11 +55,16 @@ impl Config {
             path: path.to_path_buf(),
             message,
         };
-        // Parsed alone first, so unknown keys and bad types are named against the file.
-        Self::from_toml(&text, path)?;
-        let over: toml::Table = text
+        let mut over: toml::Table = text
             .parse()
             .map_err(|e: toml::de::Error| file_err(e.to_string()))?;
+        if upgrade_toml(&mut over) {
+            warn_upgraded(path);
+            Config::deserialize(over.clone()).map_err(|e| file_err(e.to_string()))?;
+        } else {
+            // Parsed alone first, so unknown keys and bad types are named against the file.
+            Self::from_toml(&text, path)?;
+        }
         let mut root = toml::Table::try_from(&*self).map_err(|e| file_err(e.to_string()))?;
         merge(&mut root, over);
         *self = root
@@ -170,79 +77,27 @@ impl Config {
     /// learning rate, zero epochs, an empty batch, an impossible fold); the error names
     /// the key and the value.
     pub fn validate(&self) -> Result<()> {
-        let bad = |key: &str, message: String| {
-            Err(Error::ConfigKey {
-                key: key.into(),
-                message,
-            })
-        };
-        let t = &self.train;
-        if t.epochs == 0 {
-            return bad("train.epochs", "0: train at least 1 epoch".into());
-        }
-        for (key, v) in [
-            ("train.lr", t.lr),
-            ("train.step_gamma", t.step_gamma),
-            ("train.head_lr_scale", t.head_lr_scale),
-        ] {
-            if !(v.is_finite() && v > 0.0) {
-                return bad(key, format!("{v} must be a positive, finite number"));
-            }
-        }
-        for (key, v) in [
-            ("train.min_lr", t.min_lr),
-            ("train.weight_decay", t.weight_decay),
-            ("train.warmup_epochs", t.warmup_epochs),
-        ] {
-            if !(v.is_finite() && v >= 0.0) {
-                return bad(key, format!("{v} must be a finite number >= 0"));
-            }
-        }
-        if t.min_lr > t.lr {
-            return bad(
-                "train.min_lr",
-                format!("{} is above train.lr = {}", t.min_lr, t.lr),
-            );
-        }
-        if t.warmup_epochs > t.epochs as f64 {
-            return bad(
-                "train.warmup_epochs",
-                format!(
-                    "{} is more than train.epochs = {}",
-                    t.warmup_epochs, t.epochs
-                ),
-            );
-        }
-        if let Some(b) = t.betas.iter().find(|b| !(0.0..1.0).contains(*b)) {
-            return bad("train.betas", format!("{b} must be in [0, 1)"));
-        }
-        if t.step_every == 0 {
-            return bad("train.step_every", "0 must be >= 1".into());
-        }
-        t.lr_at(1, 0.0)?;
-        if self.loader.batch_size == 0 {
-            return bad("loader.batch_size", "0 must be >= 1".into());
-        }
-        let s = &self.split;
-        if s.n_folds < 2 || !(1..=s.n_folds).contains(&s.test_fold) {
-            return bad(
-                "split.test_fold",
-                format!(
-                    "fold {} of {}: need n_folds >= 2 and 1 <= test_fold <= n_folds",
-                    s.test_fold, s.n_folds
-                ),
-            );
-        }
+        self.folds.validate()?;
+        self.preprocess.validate()?;
         self.augment.validate()?;
-        self.preprocess.validate()
+        self.loader.validate()?;
+        self.train.validate()
     }
 
     /// Parses TOML text; `origin` names it in errors. Missing keys keep defaults,
     /// unknown keys are errors (a typo must not silently fall back to a default).
     pub fn from_toml(text: &str, origin: &Path) -> Result<Self> {
-        toml::from_str(text).map_err(|e| Error::ConfigFile {
+        let err = |e: toml::de::Error| Error::ConfigFile {
             path: origin.to_path_buf(),
             message: e.to_string(),
+        };
+        toml::from_str(text).or_else(|first| {
+            let mut table: toml::Table = text.parse().map_err(err)?;
+            if !upgrade_toml(&mut table) {
+                return Err(err(first));
+            }
+            warn_upgraded(origin);
+            Config::deserialize(table).map_err(err)
         })
     }
 
@@ -277,6 +132,17 @@ impl Config {
         Ok(())
     }
 
+    /// The training and validation frames of `[folds]` over `data_dir`'s train split.
+    pub fn fold_frames(&self, data_dir: &Path) -> Result<(DataFrame, DataFrame)> {
+        crate::folds::frames(
+            data_dir,
+            self.data.layout,
+            &self.folds,
+            self.runtime.seed,
+            self.model.target == Target::Age,
+        )
+    }
+
     /// The resolved config as TOML.
     pub fn to_toml(&self) -> String {
         toml::to_string_pretty(self).expect("config serialises to TOML")
@@ -284,7 +150,7 @@ impl Config {
 
     /// Writes the resolved config (atomically: temp file, then rename).
     pub fn save(&self, path: &Path) -> Result<()> {
-        crate::checkpoint::atomic(path, |tmp| {
+        crate::files::atomic_write(path, |tmp| {
             std::fs::write(tmp, self.to_toml()).map_err(|e| Error::io(tmp, e))
         })
     }
@@ -312,6 +178,72 @@ impl Config {
             })
             .collect()
     }
+}
+
+/// Rewrites a config (as a JSON tree) written before the typed sections: `[split]` with
+/// `test_fold` becomes `[folds]` with `val_fold`, and `train.schedule = "cosine"` with flat
+/// `min_lr`, `step_every`, `step_gamma` becomes `schedule = { kind = "cosine", .. }`. Old
+/// run directories and checkpoints stay readable. Returns whether anything changed.
+pub fn upgrade_legacy(root: &mut serde_json::Value) -> bool {
+    let Some(root) = root.as_object_mut() else {
+        return false;
+    };
+    let mut changed = false;
+    if let Some(mut split) = root.remove("split") {
+        if let Some(fold) = split.as_object_mut().and_then(|s| s.remove("test_fold")) {
+            split["val_fold"] = fold;
+        }
+        root.insert("folds".into(), split);
+        changed = true;
+    }
+    let Some(train) = root.get_mut("train").and_then(|t| t.as_object_mut()) else {
+        return changed;
+    };
+    let Some(kind) = train
+        .get("schedule")
+        .and_then(|v| v.as_str())
+        .map(str::to_owned)
+    else {
+        return changed;
+    };
+    let mut schedule = serde_json::Map::new();
+    schedule.insert("kind".into(), kind.clone().into());
+    for (old, new, used) in [
+        ("min_lr", "min_lr", kind == "cosine"),
+        ("step_every", "every", kind == "step"),
+        ("step_gamma", "gamma", kind == "step"),
+    ] {
+        if let Some(v) = train.remove(old).filter(|_| used) {
+            schedule.insert(new.into(), v);
+        }
+    }
+    train.insert("schedule".into(), schedule.into());
+    true
+}
+
+/// [`upgrade_legacy`] on a TOML table.
+fn upgrade_toml(table: &mut toml::Table) -> bool {
+    let Ok(mut tree) = serde_json::to_value(&*table) else {
+        return false;
+    };
+    if !upgrade_legacy(&mut tree) {
+        return false;
+    }
+    match toml::Table::deserialize(tree) {
+        Ok(t) => {
+            *table = t;
+            true
+        }
+        Err(_) => false,
+    }
+}
+
+fn warn_upgraded(path: &Path) {
+    tracing::warn!(
+        "{}: read in the old form ([split], a string train.schedule); \
+         `bone-age config` prints the current one",
+        path.display()
+    );
 }
 
 /// Merges `over` into `base`, table by table.
@@ -346,7 +278,36 @@ fn flatten(prefix: &str, v: &toml::Value, out: &mut std::collections::BTreeMap<S
 
 #[cfg(test)]
 mod tests {
+    use std::path::PathBuf;
+
     use super::*;
+    use crate::runtime::DeviceSpec;
+    use crate::schedule::Schedule;
+
+    #[test]
+    fn configs_in_the_old_form_are_read_in_the_new() {
+        let old = "[split]\ntest_fold = 5\nn_folds = 5\n\
+                   [train]\nschedule = \"cosine\"\nmin_lr = 1e-5\nstep_every = 3\n";
+        let c = Config::from_toml(old, Path::new("old.toml")).unwrap();
+        assert_eq!((c.folds.val_fold, c.folds.n_folds), (5, 5));
+        assert_eq!(c.train.schedule, Schedule::Cosine { min_lr: 1e-5 });
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("old.toml");
+        std::fs::write(&file, "[train]\nschedule = \"step\"\nstep_gamma = 0.5\n").unwrap();
+        let mut c = Config::default();
+        c.overlay_file(&file).unwrap();
+        assert_eq!(
+            c.train.schedule,
+            Schedule::Step {
+                every: 10,
+                gamma: 0.5
+            }
+        );
+        let msg = Config::from_toml("[train]\nschedule = \"warp\"\n", Path::new("w.toml"))
+            .unwrap_err()
+            .to_string();
+        assert!(msg.contains("w.toml") && msg.contains("warp"), "{msg}");
+    }
 
     #[test]
     fn defaults_are_the_recipe() {
@@ -412,11 +373,25 @@ mod tests {
         for (key, value, needle) in [
             ("train.lr", "-1", "train.lr"),
             ("train.lr", "nan", "train.lr"),
-            ("train.min_lr", "-1e-5", "train.min_lr"),
+            (
+                "train.schedule",
+                "{ kind = \"cosine\", min_lr = -1e-5 }",
+                "train.schedule.min_lr",
+            ),
+            (
+                "train.schedule",
+                "{ kind = \"step\", every = 0 }",
+                "train.schedule.every",
+            ),
             ("train.epochs", "0", "train.epochs"),
             ("train.betas", "[0.5, 1.5]", "train.betas"),
             ("loader.batch_size", "0", "loader.batch_size"),
-            ("split.test_fold", "11", "split.test_fold"),
+            ("folds.val_fold", "11", "folds.val_fold"),
+            (
+                "train.schedule",
+                "{ kind = \"cosine\", min_lr = 1 }",
+                "train.schedule.min_lr",
+            ),
             ("preprocess.scale", "0", "scale"),
             ("augment.rotation_deg", "-5", "augment.rotation_deg"),
             ("augment.gamma", "[1.2, 0.8]", "augment.gamma"),

@@ -1,12 +1,56 @@
-//! Train/validation splits: the recipe's contiguous folds, and a seeded,
-//! age-stratified alternative.
+//! The `[folds]` stage: the training images dealt into folds, one held out for
+//! validation. The recipe's contiguous folds, and a seeded, age-stratified alternative.
+//! ("Split" is kept for the dataset's train/test directories, [`crate::dataset::Split`].)
+use std::path::Path;
+
 use polars::prelude::*;
 use rand::seq::SliceRandom;
 use rand::{Rng, SeedableRng};
 use serde::{Deserialize, Serialize};
 
-use crate::dataset;
+use crate::dataset::{self, Dataset, Layout, Split};
 use crate::error::{Error, Result};
+
+/// Which fold is held out for validation. `Default` is the recipe: fold 10 of 10.
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct FoldsConfig {
+    /// The held-out (validation) fold, 1-based.
+    #[serde(alias = "test_fold")]
+    pub val_fold: usize,
+    pub n_folds: usize,
+    /// Rows taken part (before dealing into folds): all, male or female.
+    pub sex: SexFilter,
+    /// `contiguous` (the recipe) or `stratified` (by age, seeded with runtime.seed).
+    pub method: FoldMethod,
+}
+
+impl Default for FoldsConfig {
+    fn default() -> Self {
+        Self {
+            val_fold: 10,
+            n_folds: 10,
+            sex: SexFilter::All,
+            method: FoldMethod::Contiguous,
+        }
+    }
+}
+
+impl FoldsConfig {
+    /// An impossible fold is an error naming `folds.val_fold`.
+    pub fn validate(&self) -> Result<()> {
+        if self.n_folds < 2 || !(1..=self.n_folds).contains(&self.val_fold) {
+            return Err(Error::ConfigKey {
+                key: "folds.val_fold".into(),
+                message: format!(
+                    "fold {} of {}: need n_folds >= 2 and 1 <= val_fold <= n_folds",
+                    self.val_fold, self.n_folds
+                ),
+            });
+        }
+        Ok(())
+    }
+}
 
 /// Which rows take part, by sex; applied before splitting.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -91,35 +135,31 @@ pub fn assign_folds(ages: &[f64], n_folds: usize, method: FoldMethod, seed: u64)
     }
 }
 
-/// Splits `frame` into (train, held-out) with fold `test_fold` (1-based) of
-/// `n_folds` held out, after keeping only the rows `sex` selects.
+/// Deals `frame` into folds and returns (train, validation): fold `val_fold` (1-based)
+/// of `n_folds` held out, after keeping only the rows `sex` selects.
 ///
 /// With [`FoldMethod::Contiguous`] this is exactly the recipe's split. The
 /// stratified method needs a `boneage` column.
-pub fn split(
+pub fn hold_out(
     frame: &DataFrame,
-    test_fold: usize,
-    n_folds: usize,
-    sex: SexFilter,
-    method: FoldMethod,
+    folds: &FoldsConfig,
     seed: u64,
 ) -> Result<(DataFrame, DataFrame)> {
-    if n_folds < 2 || !(1..=n_folds).contains(&test_fold) {
-        return Err(Error::Invalid {
-            what: "split".into(),
-            message: format!(
-                "fold {test_fold} of {n_folds}: need n_folds >= 2 and 1 <= fold <= n_folds"
-            ),
-        });
-    }
+    folds.validate()?;
+    let FoldsConfig {
+        val_fold,
+        n_folds,
+        sex,
+        method,
+    } = *folds;
     let frame = filter_sex(frame, sex)?;
     let ages = match method {
         FoldMethod::Contiguous => vec![0.0; frame.height()],
         FoldMethod::Stratified => dataset::ages(&frame)?,
     };
-    let folds = assign_folds(&ages, n_folds, method, seed);
-    let held: BooleanChunked = folds.iter().map(|&f| f == test_fold - 1).collect();
-    let kept: BooleanChunked = folds.iter().map(|&f| f != test_fold - 1).collect();
+    let assigned = assign_folds(&ages, n_folds, method, seed);
+    let held: BooleanChunked = assigned.iter().map(|&f| f == val_fold - 1).collect();
+    let kept: BooleanChunked = assigned.iter().map(|&f| f != val_fold - 1).collect();
     let err = |e: PolarsError| Error::Frame(e.to_string());
     Ok((
         frame.filter(&kept).map_err(err)?,
@@ -127,10 +167,43 @@ pub fn split(
     ))
 }
 
+/// The training and validation frames of `folds` over `data_dir`'s train split. Labels
+/// are required when the model learns ages (`need_ages`) or the folds are stratified.
+pub fn frames(
+    data_dir: &Path,
+    layout: Option<Layout>,
+    folds: &FoldsConfig,
+    seed: u64,
+    need_ages: bool,
+) -> Result<(DataFrame, DataFrame)> {
+    let (_, ds) = Dataset::from_dir(data_dir, Split::Train, layout)?;
+    if need_ages || folds.method == FoldMethod::Stratified {
+        dataset::require_labels(&ds.frame, &ds.csv, "training")?;
+    }
+    hold_out(&ds.frame, folds, seed)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use proptest::prelude::*;
+
+    fn split(
+        frame: &DataFrame,
+        val_fold: usize,
+        n_folds: usize,
+        sex: SexFilter,
+        method: FoldMethod,
+        seed: u64,
+    ) -> Result<(DataFrame, DataFrame)> {
+        let folds = FoldsConfig {
+            val_fold,
+            n_folds,
+            sex,
+            method,
+        };
+        hold_out(frame, &folds, seed)
+    }
 
     fn frame(n: usize) -> DataFrame {
         df!(
@@ -165,7 +238,7 @@ mod tests {
         }
 
         #[test]
-        fn split_is_a_partition_of_the_filtered_rows(n in 1usize..200, k in 2usize..11, fold_pick in 0usize..100) {
+        fn hold_out_is_a_partition_of_the_filtered_rows(n in 1usize..200, k in 2usize..11, fold_pick in 0usize..100) {
             let f = frame(n);
             let test_fold = fold_pick % k + 1;
             for sex in [SexFilter::All, SexFilter::Male, SexFilter::Female] {
@@ -200,7 +273,7 @@ mod tests {
     }
 
     #[test]
-    fn sex_filter_applies_before_splitting() {
+    fn sex_filter_applies_before_dealing_folds() {
         let (_, held) = split(
             &frame(30),
             1,

@@ -14,21 +14,7 @@ use crate::cache::ImageCache;
 use crate::dataset;
 use crate::error::{Error, Result};
 use crate::folds::SexFilter;
-
-/// The recipe's target standardisation: (months − 120) / 120.
-pub const AGE_CENTER: f64 = 120.0;
-pub const AGE_SCALE: f64 = 120.0;
-
-/// What the network predicts.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Target {
-    /// Bone age, standardised as (months − 120) / 120.
-    #[default]
-    Age,
-    /// Sex, 1 = male (the recipe's "gender" model).
-    Sex,
-}
+use crate::model::{Target, AGE_CENTER, AGE_SCALE};
 
 /// Batching options.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -41,6 +27,19 @@ pub struct LoaderConfig {
     pub sex: SexFilter,
     /// Keep the cache on the training device when it fits.
     pub cache_on_device: bool,
+}
+
+impl LoaderConfig {
+    /// An empty batch is an error naming `loader.batch_size`.
+    pub fn validate(&self) -> Result<()> {
+        if self.batch_size == 0 {
+            return Err(Error::ConfigKey {
+                key: "loader.batch_size".into(),
+                message: "0 must be >= 1".into(),
+            });
+        }
+        Ok(())
+    }
 }
 
 impl Default for LoaderConfig {

@@ -134,7 +134,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
     }
     match cli.command {
         Command::Doctor { json } => {
-            let report = Doctor::collect(&config, cli.global.config.as_deref());
+            let report = Doctor::collect(&config.paths, cli.global.config.as_deref());
             if json {
                 println!("{}", serde_json::to_string_pretty(&report)?);
             } else {

@@ -1,4 +1,5 @@
-//! The recipe's m46 network: six VGG-style blocks and a three-layer head.
+//! The model stage: what the network predicts ([`Target`], with the recipe's age
+//! standardisation) and the recipe's m46 network: six VGG-style blocks and a three-layer head.
 //!
 //! Block k: conv 3×3 (pad 1) → ELU → BatchNorm → conv 1×1 → ELU → BatchNorm → max-pool
 //! 3×3 stride 2 (no padding); channels 32, 64, 128, 128, 256, 384. Head: flatten →
@@ -11,7 +12,20 @@ use serde::{Deserialize, Serialize};
 use tch::nn::{self, Module};
 use tch::{Kind, Tensor};
 
-use crate::loader::Target;
+/// The recipe's target standardisation: (months − 120) / 120.
+pub const AGE_CENTER: f64 = 120.0;
+pub const AGE_SCALE: f64 = 120.0;
+
+/// What the network predicts.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Target {
+    /// Bone age, standardised as (months − 120) / 120.
+    #[default]
+    Age,
+    /// Sex, 1 = male (the recipe's "gender" model).
+    Sex,
+}
 
 /// Channels of the six blocks.
 pub const CHANNELS: [i64; 6] = [32, 64, 128, 128, 256, 384];

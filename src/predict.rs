@@ -11,8 +11,8 @@ use tch::{Kind, Tensor};
 use crate::augment;
 use crate::checkpoint::Checkpoint;
 use crate::error::{Error, Result};
-use crate::loader::{Target, AGE_CENTER, AGE_SCALE};
-use crate::transforms::{percentile, Preprocess};
+use crate::model::{Target, AGE_CENTER, AGE_SCALE};
+use crate::preprocess::{percentile, Preprocess};
 
 /// Bone ages a reading reports, in months: the RSNA training range (1–228).
 pub const AGE_RANGE_MONTHS: (f64, f64) = (0.0, 228.0);
@@ -71,7 +71,7 @@ pub fn predict_file(ckpt: &Checkpoint, path: &Path, male: Option<bool>) -> Resul
         });
     }
     let pre = ckpt.preprocess()?;
-    let img = crate::transforms::decode_gray(path, pre.max_pixels)?;
+    let img = crate::preprocess::decode_gray(path, pre.max_pixels)?;
     let warnings = image_warnings(&img, &pre);
     let cached = pre.apply(&img).map_err(|e| Error::Image {
         path: path.to_path_buf(),
@@ -135,7 +135,7 @@ pub fn image_warnings(img: &GrayImage, pre: &Preprocess) -> Vec<String> {
             "the image is only {w}×{h} pixels, too small to show a hand's bones; the reading is unreliable"
         ));
     }
-    let hist = crate::transforms::histogram(img.iter().copied());
+    let hist = crate::preprocess::histogram(img.iter().copied());
     let (p1, p99) = (percentile(&hist, 1.0), percentile(&hist, 99.0));
     if p99.saturating_sub(p1) < MIN_CONTRAST {
         warnings.push(format!(

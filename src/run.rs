@@ -3,21 +3,20 @@
 //! `best.*` when validation improved, `metrics.csv` and the TensorBoard event file —
 //! written through [`crate::commit`], so a kill at any moment leaves the set of the last
 //! finished epoch, and `--resume` continues from exactly there.
-use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use tch::nn;
 
-use crate::checkpoint::{self, CheckpointMeta, EpochMetrics};
+use crate::checkpoint::{self, CheckpointMeta};
 use crate::commit::{self, Fault, Faults, WriteFn};
 use crate::config::Config;
 use crate::error::{Error, Result};
+use crate::metrics::{read_metrics, write_metrics, EpochMetrics, METRICS};
 use crate::optim::Adam;
 
 pub const LAST: &str = "last.safetensors";
 pub const BEST: &str = "best.safetensors";
 pub const OPTIM: &str = "last.optim.safetensors";
-pub const METRICS: &str = "metrics.csv";
 pub const CONFIG: &str = "config.toml";
 
 /// An open run directory.
@@ -172,68 +171,4 @@ fn same_as(from: &Path, to: &Path) -> Result<()> {
     std::fs::hard_link(from, to)
         .or_else(|_| std::fs::copy(from, to).map(|_| ()))
         .map_err(|e| Error::io(to, e))
-}
-
-const METRICS_HEADER: &str =
-    "epoch,train_loss,val_loss,val_mae_months,val_accuracy,lr,seconds,images_per_s,wall_time";
-
-fn write_metrics(path: &Path, history: &[EpochMetrics]) -> Result<()> {
-    let opt = |v: Option<f64>| v.map_or(String::new(), |v| format!("{v}"));
-    let io = |e| Error::io(path, e);
-    let mut f = std::io::BufWriter::new(std::fs::File::create(path).map_err(io)?);
-    writeln!(f, "{METRICS_HEADER}").map_err(io)?;
-    for m in history {
-        writeln!(
-            f,
-            "{},{},{},{},{},{},{},{},{}",
-            m.epoch,
-            m.train_loss,
-            m.val_loss,
-            opt(m.val_mae_months),
-            opt(m.val_accuracy),
-            m.lr,
-            m.seconds,
-            m.images_per_s,
-            m.wall_time
-        )
-        .map_err(io)?;
-    }
-    f.flush().map_err(io)
-}
-
-/// Reads `metrics.csv` from a run directory (empty when absent).
-pub fn read_metrics(run_dir: &Path) -> Result<Vec<EpochMetrics>> {
-    let path = run_dir.join(METRICS);
-    if !path.exists() {
-        return Ok(Vec::new());
-    }
-    let mut reader = csv::Reader::from_path(&path).map_err(|e| Error::Dataset {
-        path: path.clone(),
-        message: e.to_string(),
-    })?;
-    let mut out = Vec::new();
-    for (i, row) in reader.records().enumerate() {
-        let row = row.map_err(|e| Error::Dataset {
-            path: path.clone(),
-            message: e.to_string(),
-        })?;
-        let num = |k: usize| row.get(k).and_then(|v| v.parse::<f64>().ok());
-        let epoch = num(0).filter(|e| *e >= 1.0).ok_or_else(|| Error::Csv {
-            path: path.clone(),
-            line: i + 2,
-            message: format!("epoch {:?} is not a number >= 1", row.get(0).unwrap_or("")),
-        })?;
-        out.push(EpochMetrics {
-            epoch: epoch as usize,
-            train_loss: num(1).unwrap_or(f64::NAN),
-            val_loss: num(2).unwrap_or(f64::NAN),
-            val_mae_months: num(3),
-            val_accuracy: num(4),
-            lr: num(5).unwrap_or(f64::NAN),
-            seconds: num(6).unwrap_or(f64::NAN),
-            images_per_s: num(7).unwrap_or(f64::NAN),
-            wall_time: num(8).unwrap_or(0.0),
-        });
-    }
-    Ok(out)
 }

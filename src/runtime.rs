@@ -1,16 +1,38 @@
-//! Device selection, libtorch runtime setup, and the `doctor` report.
+//! Device selection and libtorch runtime setup (`[runtime]`): threads, seed, and the
+//! CUDA-only switches training uses (cuDNN autotuning, channels-last, bf16 autocast).
 use std::fmt;
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
 
 use serde::{Deserialize, Serialize};
-use tch::{Cuda, Device};
+use tch::{nn, Cuda, Device, Tensor};
 
-use crate::config::Config;
 use crate::error::{Error, Result};
 
 /// The tch release this crate is pinned to (Cargo.toml: `tch = "=0.24.0"`).
 pub const TCH_VERSION: &str = "0.24.0";
+
+/// Where and how computation runs (`[runtime]`).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RuntimeConfig {
+    /// `auto` (CUDA when libtorch sees a GPU, else CPU), `cpu`, `cuda` or `cuda:N`.
+    pub device: DeviceSpec,
+    /// libtorch intra-op threads; 0 keeps libtorch's default (one per core).
+    pub threads: usize,
+    /// Seed for every random choice (folds, initialisation, augmentation).
+    pub seed: u64,
+}
+
+impl Default for RuntimeConfig {
+    fn default() -> Self {
+        Self {
+            device: DeviceSpec::Auto,
+            threads: 0,
+            seed: 42,
+        }
+    }
+}
 
 /// Which device to run on: `auto`, `cpu`, `cuda` (= `cuda:0`) or `cuda:N`.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -91,12 +113,12 @@ impl DeviceSpec {
 }
 
 /// Applies the runtime config (threads, seed) to libtorch and returns the device.
-pub fn init(config: &Config) -> Result<Device> {
-    if config.runtime.threads > 0 {
-        tch::set_num_threads(config.runtime.threads as i32);
+pub fn init(config: &RuntimeConfig) -> Result<Device> {
+    if config.threads > 0 {
+        tch::set_num_threads(config.threads as i32);
     }
-    tch::manual_seed(config.runtime.seed as i64);
-    let device = config.runtime.device.resolve()?;
+    tch::manual_seed(config.seed as i64);
+    let device = config.device.resolve()?;
     tracing::info!(device = %device_name(device), threads = tch::get_num_threads(), "runtime ready");
     Ok(device)
 }
@@ -109,114 +131,52 @@ pub fn device_name(device: Device) -> String {
     }
 }
 
-/// What `bone-age doctor` reports: versions, devices, threads and paths in use.
-#[derive(Clone, Debug, Serialize)]
-pub struct Doctor {
-    pub crate_version: String,
-    pub tch_version: String,
-    /// Version of the libtorch loaded into this process (from the wheel's version.py).
-    pub torch_version: Option<String>,
-    /// Directory of the libtorch_cpu.so this process loaded.
-    pub libtorch_loaded: Option<PathBuf>,
-    /// Directory the binary was linked against (its rpath).
-    pub libtorch_built: Option<PathBuf>,
-    pub cuda_available: bool,
-    pub cuda_devices: i64,
-    pub cudnn_available: bool,
-    pub cudnn_version: Option<i64>,
-    pub device_auto: String,
-    pub threads: i32,
-    pub interop_threads: i32,
-    pub mkl: bool,
-    pub openmp: bool,
-    pub executable: Option<PathBuf>,
-    pub config_file: Option<PathBuf>,
-    pub data_dir: PathBuf,
-    pub runs_dir: PathBuf,
-    pub cache_dir: PathBuf,
-    pub venv: Option<PathBuf>,
+extern "C" {
+    fn bone_age_set_cuda_autocast_bf16(bf16: i32);
+    fn bone_age_cuda_autocast_is_bf16() -> i32;
 }
 
-impl Doctor {
-    pub fn collect(config: &Config, config_file: Option<&Path>) -> Self {
-        let libtorch_loaded = loaded_libtorch_dir();
-        let cuda_available = Cuda::is_available();
-        let cudnn_available = cuda_available && Cuda::cudnn_is_available();
-        Self {
-            crate_version: env!("CARGO_PKG_VERSION").into(),
-            tch_version: TCH_VERSION.into(),
-            torch_version: libtorch_loaded.as_deref().and_then(torch_version_of),
-            libtorch_loaded,
-            libtorch_built: option_env!("BONE_AGE_BUILD_LIBTORCH_LIB").map(PathBuf::from),
-            cuda_available,
-            cuda_devices: Cuda::device_count(),
-            cudnn_available,
-            cudnn_version: cudnn_available.then(tch::utils::version_cudnn),
-            device_auto: device_name(Device::cuda_if_available()),
-            threads: tch::get_num_threads(),
-            interop_threads: tch::get_num_interop_threads(),
-            mkl: tch::utils::has_mkl(),
-            openmp: tch::utils::has_openmp(),
-            executable: std::env::current_exe().ok(),
-            config_file: config_file.map(Path::to_path_buf),
-            data_dir: config.paths.data_dir.clone(),
-            runs_dir: config.paths.runs_dir.clone(),
-            cache_dir: config.paths.cache_dir(),
-            venv: std::env::var_os("BONE_AGE_VENV")
-                .map(PathBuf::from)
-                .or_else(|| Some(config.paths.cache_dir().join("venv")).filter(|p| p.is_dir())),
-        }
+/// Selects bfloat16 (else float16) as libtorch's CUDA autocast dtype; `tch::autocast`
+/// only switches autocast on and off (csrc/autocast.cpp).
+pub fn set_cuda_autocast_bf16(bf16: bool) {
+    // SAFETY: plain calls into libtorch's global autocast settings; no pointers cross.
+    unsafe { bone_age_set_cuda_autocast_bf16(i32::from(bf16)) }
+}
+
+/// Whether libtorch's CUDA autocast dtype is bfloat16.
+pub fn cuda_autocast_is_bf16() -> bool {
+    // SAFETY: as above.
+    unsafe { bone_age_cuda_autocast_is_bf16() != 0 }
+}
+
+/// Channels-last strides for a 4-d tensor (the permute–contiguous–permute idiom).
+pub fn channels_last(t: &Tensor) -> Tensor {
+    t.permute([0, 2, 3, 1]).contiguous().permute([0, 3, 1, 2])
+}
+
+/// On CUDA: cuDNN autotuning, channels-last convolution weights, bf16 autocast, as the
+/// `[train]` switches say. Nothing on the CPU.
+pub fn cuda_setup(
+    vs: &mut nn::VarStore,
+    benchmark: bool,
+    channels_last_weights: bool,
+    autocast: bool,
+) {
+    if !vs.device().is_cuda() {
+        return;
     }
-}
-
-impl fmt::Display for Doctor {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let path = |p: &Option<PathBuf>| {
-            p.as_ref()
-                .map_or("(unknown)".to_string(), |p| p.display().to_string())
-        };
-        writeln!(f, "bone-age        {}", self.crate_version)?;
-        writeln!(f, "tch             {}", self.tch_version)?;
-        let torch = self.torch_version.as_deref().unwrap_or("(unknown)");
-        writeln!(f, "torch           {torch}")?;
-        writeln!(f, "libtorch        {}", path(&self.libtorch_loaded))?;
-        if self.libtorch_built != self.libtorch_loaded {
-            writeln!(f, "  linked from   {}", path(&self.libtorch_built))?;
-        }
-        let cuda = match (self.cuda_available, self.cudnn_version) {
-            (true, Some(v)) => format!("yes, {} device(s), cuDNN {v}", self.cuda_devices),
-            (true, None) => format!("yes, {} device(s), no cuDNN", self.cuda_devices),
-            (false, _) => "no".into(),
-        };
-        writeln!(f, "CUDA            {cuda}")?;
-        writeln!(f, "device (auto)   {}", self.device_auto)?;
-        writeln!(
-            f,
-            "threads         {} intra-op, {} inter-op (MKL {}, OpenMP {})",
-            self.threads,
-            self.interop_threads,
-            yes_no(self.mkl),
-            yes_no(self.openmp)
-        )?;
-        writeln!(f, "executable      {}", path(&self.executable))?;
-        let cfg = self.config_file.as_ref().map(|p| p.display().to_string());
-        writeln!(
-            f,
-            "config          {}",
-            cfg.as_deref().unwrap_or("(defaults)")
-        )?;
-        writeln!(f, "data dir        {}", self.data_dir.display())?;
-        writeln!(f, "runs dir        {}", self.runs_dir.display())?;
-        writeln!(f, "cache dir       {}", self.cache_dir.display())?;
-        write!(f, "python venv     {}", path(&self.venv))
+    Cuda::cudnn_set_benchmark(benchmark);
+    if channels_last_weights {
+        tch::no_grad(|| {
+            for (_, mut v) in vs.variables() {
+                if v.dim() == 4 {
+                    v.set_data(&channels_last(&v));
+                }
+            }
+        });
     }
-}
-
-fn yes_no(b: bool) -> &'static str {
-    if b {
-        "yes"
-    } else {
-        "no"
+    if autocast {
+        set_cuda_autocast_bf16(true);
     }
 }
 
@@ -250,6 +210,14 @@ pub fn torch_version_of(lib_dir: &Path) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_autocast_dtype_switch_reaches_libtorch() {
+        set_cuda_autocast_bf16(true);
+        assert!(cuda_autocast_is_bf16());
+        set_cuda_autocast_bf16(false);
+        assert!(!cuda_autocast_is_bf16());
+    }
 
     #[test]
     fn device_specs_parse_and_print() {

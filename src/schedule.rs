@@ -1,9 +1,40 @@
-//! Optimisation settings and the learning-rate schedule: constant (the recipe), cosine
-//! or step, with an optional linear warmup. The rate is a function of the position in
-//! training alone, so a resumed run continues on the same curve.
+//! The `[train]` section (epochs, Adam's settings, the learning-rate schedule) and the
+//! rate it gives at each step: constant (the recipe), cosine or step, with an optional
+//! linear warmup. The rate is a function of the position in training alone, so a resumed
+//! run continues on the same curve. `config.rs` composes this section; `train.rs` runs it.
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
+
+/// The learning-rate schedule: `schedule = { kind = "cosine", min_lr = 1e-5 }`. An unknown
+/// kind or field is a config error when the file is read.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "lowercase", deny_unknown_fields)]
+pub enum Schedule {
+    /// `train.lr` throughout (the recipe).
+    #[default]
+    Constant,
+    /// Half a cosine from `train.lr` at the first epoch towards `min_lr` after the last.
+    Cosine {
+        #[serde(default)]
+        min_lr: f64,
+    },
+    /// `train.lr` × `gamma` every `every` epochs.
+    Step {
+        #[serde(default = "default_step_every")]
+        every: usize,
+        #[serde(default = "default_step_gamma")]
+        gamma: f64,
+    },
+}
+
+fn default_step_every() -> usize {
+    10
+}
+
+fn default_step_gamma() -> f64 {
+    0.1
+}
 
 /// Optimisation settings. `Default` is the recipe.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -13,11 +44,7 @@ pub struct TrainConfig {
     pub lr: f64,
     pub betas: [f64; 2],
     pub weight_decay: f64,
-    /// `constant` (the recipe), `cosine` (to `min_lr`) or `step` (× `step_gamma` every `step_every` epochs).
-    pub schedule: String,
-    pub min_lr: f64,
-    pub step_every: usize,
-    pub step_gamma: f64,
+    pub schedule: Schedule,
     /// Linear learning-rate warmup over this many epochs (fractional; stepped per batch),
     /// so the first updates of a fresh network cannot throw it far off (0 = none, the recipe).
     pub warmup_epochs: f64,
@@ -41,10 +68,7 @@ impl Default for TrainConfig {
             lr: 2e-5,
             betas: [0.5, 0.999],
             weight_decay: 0.0,
-            schedule: "constant".into(),
-            min_lr: 0.0,
-            step_every: 10,
-            step_gamma: 0.1,
+            schedule: Schedule::Constant,
             warmup_epochs: 0.0,
             head_lr_scale: 1.0,
             channels_last: true,
@@ -57,34 +81,99 @@ impl Default for TrainConfig {
 impl TrainConfig {
     /// Learning rate at `progress` (0–1) through `epoch` (1-based): the schedule times
     /// the warmup factor. A function of the position alone, so resuming is exact.
-    pub fn lr_at(&self, epoch: usize, progress: f64) -> Result<f64> {
+    pub fn lr_at(&self, epoch: usize, progress: f64) -> f64 {
         let done = (epoch - 1) as f64 + progress;
         let warmup = if self.warmup_epochs > 0.0 {
             (done / self.warmup_epochs).min(1.0)
         } else {
             1.0
         };
-        Ok(self.schedule_at(epoch)? * warmup)
+        self.schedule_at(epoch) * warmup
     }
 
     /// The schedule's learning rate for `epoch` (1-based), before warmup.
-    pub fn schedule_at(&self, epoch: usize) -> Result<f64> {
-        match self.schedule.as_str() {
-            "constant" => Ok(self.lr),
-            "cosine" => {
+    pub fn schedule_at(&self, epoch: usize) -> f64 {
+        match self.schedule {
+            Schedule::Constant => self.lr,
+            Schedule::Cosine { min_lr } => {
                 let t = (epoch - 1) as f64 / self.epochs.max(1) as f64;
-                Ok(self.min_lr
-                    + 0.5 * (self.lr - self.min_lr) * (1.0 + (std::f64::consts::PI * t).cos()))
+                min_lr + 0.5 * (self.lr - min_lr) * (1.0 + (std::f64::consts::PI * t).cos())
             }
-            "step" => Ok(self.lr
-                * self
-                    .step_gamma
-                    .powi(((epoch - 1) / self.step_every.max(1)) as i32)),
-            other => Err(Error::Invalid {
-                what: "train.schedule".into(),
-                message: format!("{other:?}: expected constant, cosine or step"),
-            }),
+            Schedule::Step { every, gamma } => {
+                self.lr * gamma.powi(((epoch - 1) / every.max(1)) as i32)
+            }
         }
+    }
+
+    /// Checks every value that would otherwise fail late or silently (a negative or NaN
+    /// rate, zero epochs); the error names the key and the value.
+    pub fn validate(&self) -> Result<()> {
+        let bad = |key: &str, message: String| {
+            Err(Error::ConfigKey {
+                key: key.into(),
+                message,
+            })
+        };
+        if self.epochs == 0 {
+            return bad("train.epochs", "0: train at least 1 epoch".into());
+        }
+        let positive = |v: f64| v.is_finite() && v > 0.0;
+        let non_negative = |v: f64| v.is_finite() && v >= 0.0;
+        for (key, v) in [
+            ("train.lr", self.lr),
+            ("train.head_lr_scale", self.head_lr_scale),
+        ] {
+            if !positive(v) {
+                return bad(key, format!("{v} must be a positive, finite number"));
+            }
+        }
+        for (key, v) in [
+            ("train.weight_decay", self.weight_decay),
+            ("train.warmup_epochs", self.warmup_epochs),
+        ] {
+            if !non_negative(v) {
+                return bad(key, format!("{v} must be a finite number >= 0"));
+            }
+        }
+        match self.schedule {
+            Schedule::Constant => {}
+            Schedule::Cosine { min_lr } if !non_negative(min_lr) => {
+                return bad(
+                    "train.schedule.min_lr",
+                    format!("{min_lr} must be a finite number >= 0"),
+                )
+            }
+            Schedule::Cosine { min_lr } if min_lr > self.lr => {
+                return bad(
+                    "train.schedule.min_lr",
+                    format!("{min_lr} is above train.lr = {}", self.lr),
+                )
+            }
+            Schedule::Cosine { .. } => {}
+            Schedule::Step { every: 0, .. } => {
+                return bad("train.schedule.every", "0 must be >= 1".into())
+            }
+            Schedule::Step { gamma, .. } if !positive(gamma) => {
+                return bad(
+                    "train.schedule.gamma",
+                    format!("{gamma} must be a positive, finite number"),
+                )
+            }
+            Schedule::Step { .. } => {}
+        }
+        if self.warmup_epochs > self.epochs as f64 {
+            return bad(
+                "train.warmup_epochs",
+                format!(
+                    "{} is more than train.epochs = {}",
+                    self.warmup_epochs, self.epochs
+                ),
+            );
+        }
+        if let Some(b) = self.betas.iter().find(|b| !(0.0..1.0).contains(*b)) {
+            return bad("train.betas", format!("{b} must be in [0, 1)"));
+        }
+        Ok(())
     }
 }
 
@@ -99,35 +188,53 @@ mod tests {
             epochs: 10,
             ..Default::default()
         };
-        assert_eq!(c.lr_at(7, 0.0).unwrap(), 1.0);
+        assert_eq!(c.lr_at(7, 0.0), 1.0);
         let cos = TrainConfig {
-            schedule: "cosine".into(),
+            schedule: Schedule::Cosine { min_lr: 0.0 },
             ..c.clone()
         };
-        assert_eq!(cos.lr_at(1, 0.0).unwrap(), 1.0);
-        assert!((cos.lr_at(6, 0.0).unwrap() - 0.5).abs() < 1e-12);
+        assert_eq!(cos.lr_at(1, 0.0), 1.0);
+        assert!((cos.lr_at(6, 0.0) - 0.5).abs() < 1e-12);
         let step = TrainConfig {
-            schedule: "step".into(),
-            step_every: 3,
-            step_gamma: 0.5,
+            schedule: Schedule::Step {
+                every: 3,
+                gamma: 0.5,
+            },
             ..c.clone()
         };
-        assert_eq!(
-            (step.lr_at(3, 0.0).unwrap(), step.lr_at(4, 0.0).unwrap()),
-            (1.0, 0.5)
-        );
+        assert_eq!((step.lr_at(3, 0.0), step.lr_at(4, 0.0)), (1.0, 0.5));
         let warm = TrainConfig {
             warmup_epochs: 2.0,
             ..c.clone()
         };
-        assert_eq!(warm.lr_at(1, 0.0).unwrap(), 0.0);
-        assert_eq!(warm.lr_at(1, 0.5).unwrap(), 0.25);
-        assert_eq!(warm.lr_at(2, 0.5).unwrap(), 0.75);
-        assert_eq!(warm.lr_at(3, 0.0).unwrap(), 1.0);
-        let bad = TrainConfig {
-            schedule: "warp".into(),
-            ..c
-        };
-        assert!(bad.lr_at(1, 0.0).unwrap_err().to_string().contains("warp"));
+        assert_eq!(warm.lr_at(1, 0.0), 0.0);
+        assert_eq!(warm.lr_at(1, 0.5), 0.25);
+        assert_eq!(warm.lr_at(2, 0.5), 0.75);
+        assert_eq!(warm.lr_at(3, 0.0), 1.0);
+    }
+
+    #[test]
+    fn a_schedule_is_read_as_a_table_and_an_unknown_one_is_refused() {
+        let read = |text: &str| toml::from_str::<TrainConfig>(text);
+        let c = read("schedule = { kind = \"cosine\", min_lr = 1e-5 }").unwrap();
+        assert_eq!(c.schedule, Schedule::Cosine { min_lr: 1e-5 });
+        let c = read("schedule = { kind = \"step\" }").unwrap();
+        assert_eq!(
+            c.schedule,
+            Schedule::Step {
+                every: 10,
+                gamma: 0.1
+            }
+        );
+        let msg = read("schedule = { kind = \"warp\" }")
+            .unwrap_err()
+            .to_string();
+        assert!(msg.contains("warp"), "{msg}");
+        let msg = read("schedule = { kind = \"cosine\", min = 1e-5 }")
+            .unwrap_err()
+            .to_string();
+        assert!(msg.contains("min"), "{msg}");
+        let text = toml::to_string(&TrainConfig::default()).unwrap();
+        assert_eq!(read(&text).unwrap(), TrainConfig::default(), "{text}");
     }
 }

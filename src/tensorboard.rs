@@ -2,10 +2,10 @@
 //! (length, masked CRC-32C, payload, masked CRC-32C) around hand-encoded `Event`
 //! protobufs, readable by `tensorboard` and `tf.summary` readers.
 use std::path::Path;
-use std::time::{SystemTime, UNIX_EPOCH};
 
-use crate::checkpoint::EpochMetrics;
 use crate::error::{Error, Result};
+pub use crate::metrics::wall_time;
+use crate::metrics::EpochMetrics;
 
 fn masked_crc(data: &[u8]) -> u32 {
     let crc = crc32c::crc32c(data);
@@ -28,13 +28,6 @@ fn bytes_field(num: u64, data: &[u8], out: &mut Vec<u8>) {
     field(num, 2, out);
     varint(data.len() as u64, out);
     out.extend_from_slice(data);
-}
-
-/// Seconds since the Unix epoch.
-pub fn wall_time() -> f64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0.0, |d| d.as_secs_f64())
 }
 
 const PREFIX: &str = "events.out.tfevents.";

@@ -273,9 +273,9 @@ fn model_train_evaluate_predict_commands() {
         "--set",
         "preprocess.scale=1.0",
         "--set",
-        "split.n_folds=5",
+        "folds.n_folds=5",
         "--set",
-        "split.test_fold=5",
+        "folds.val_fold=5",
     ];
     let run = dir.path().join("run");
     let r = run.to_str().unwrap();

@@ -3,6 +3,7 @@
 mod common;
 
 use bone_age::dataset::{self, CsvFormat, Dataset, Layout, Split};
+use bone_age::Config;
 use common::*;
 
 #[test]
@@ -143,4 +144,18 @@ fn real_rsna_128_loads_completely() {
     let ages = dataset::ages(&ds.frame).unwrap();
     let mean = ages.iter().sum::<f64>() / ages.len() as f64;
     assert!((mean - 127.3).abs() < 0.5, "{mean}");
+}
+
+#[test]
+fn the_recipe_holds_out_fold_10_of_10() {
+    let dir = tempfile::tempdir().unwrap();
+    common::recipe_dataset(dir.path(), &common::rows(95), [4, 4]);
+    let (_, ds) = Dataset::from_dir(dir.path(), Split::Train, None).unwrap();
+    let config = Config::default();
+    let (train, val) = config.fold_frames(dir.path()).unwrap();
+    assert_eq!((train.height(), val.height()), (90, 5));
+    assert_eq!(
+        dataset::ids(&val).unwrap(),
+        dataset::ids(&ds.frame).unwrap()[90..]
+    );
 }

@@ -7,8 +7,8 @@ use std::path::Path;
 
 use base64::Engine as _;
 use bone_age::augment::AugmentConfig;
-use bone_age::checkpoint::EpochMetrics;
 use bone_age::evaluate::Prediction;
+use bone_age::metrics::EpochMetrics;
 use bone_age::plot::{self, Plot};
 use bone_age::{Dataset, Preprocess, Split};
 use image::{GrayImage, RgbImage};
@@ -391,7 +391,7 @@ fn predictions_csv_reads_back_and_bad_rows_name_the_line() {
         (back[3].id, back[3].boneage, back[3].predicted),
         (3, Some(27.0), 25.0)
     );
-    let written = bone_age::evaluate::write_plots(&eval, dir.path()).unwrap();
+    let written = bone_age::plot::write_evaluation_plots(&eval, dir.path()).unwrap();
     assert_eq!(
         written,
         [

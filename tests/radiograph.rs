@@ -4,7 +4,7 @@ mod common;
 
 use std::path::Path;
 
-use bone_age::transforms::{decode_gray, Preprocess};
+use bone_age::preprocess::{decode_gray, Preprocess};
 use image::{GrayImage, ImageBuffer, Luma, Rgb, Rgba};
 
 fn save_palette_png(path: &Path, w: u32, h: u32) {

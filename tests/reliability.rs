@@ -23,10 +23,10 @@ struct Fixture {
 }
 
 const CONFIG: &str = "[runtime]\ndevice = \"cpu\"\nthreads = 1\n\
-    [split]\nn_folds = 4\ntest_fold = 4\n\
+    [folds]\nn_folds = 4\nval_fold = 4\n\
     [preprocess]\nwhole_image = true\nscale = 1.0\nmargin = 0.1\n\
     [loader]\nbatch_size = 8\n\
-    [train]\nepochs = 2\nlr = 3e-4\nschedule = \"cosine\"\nmin_lr = 1e-5\n";
+    [train]\nepochs = 2\nlr = 3e-4\nschedule = { kind = \"cosine\", min_lr = 1e-5 }\n";
 
 fn fixture() -> &'static Fixture {
     static F: OnceLock<Fixture> = OnceLock::new();
@@ -131,7 +131,7 @@ fn same_weights(a: &Path, b: &Path) -> bool {
 }
 
 fn epochs_in_metrics(run: &Path) -> Vec<usize> {
-    bone_age::train::read_metrics(run)
+    bone_age::metrics::read_metrics(run)
         .unwrap()
         .iter()
         .map(|m| m.epoch)
@@ -274,7 +274,7 @@ fn predict_and_evaluate_bring_any_image_size_to_the_checkpoint_input() {
     // the network sees nearly the same pixels, so nearly the same age.
     let pre = ckpt.preprocess().unwrap();
     let seen = |p: &Path| {
-        pre.apply(&bone_age::transforms::decode_gray(p, u64::MAX).unwrap())
+        pre.apply(&bone_age::preprocess::decode_gray(p, u64::MAX).unwrap())
             .unwrap()
     };
     let diff = seen(&img)
@@ -455,7 +455,10 @@ fn config_values_that_would_fail_late_are_refused_up_front() {
     for (set, key) in [
         ("train.lr=-1", "train.lr"),
         ("train.lr=nan", "train.lr"),
-        ("train.min_lr=-1e-6", "train.min_lr"),
+        (
+            "train.schedule={ kind = \"cosine\", min_lr = -1e-6 }",
+            "train.schedule.min_lr",
+        ),
         ("train.epochs=0", "train.epochs"),
     ] {
         let out = bone_age(&["config", "--set", set]);

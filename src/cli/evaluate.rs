@@ -5,6 +5,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::{Context, Result};
+use bone_age::evaluate::EvalOptions;
 use bone_age::{Checkpoint, Config};
 use clap::Args;
 
@@ -87,20 +88,20 @@ pub fn run(args: EvaluateArgs, config: &Config) -> Result<()> {
         out,
         json,
     } = args;
-    let device = bone_age::runtime::init(config)?;
+    let device = bone_age::runtime::init(&config.runtime)?;
     let mut ckpt = Checkpoint::load(&checkpoint, device)?;
     ckpt.meta.config.preprocess.squeeze = squeeze;
     let data_dir = source
         .data_dir
         .clone()
         .unwrap_or_else(|| config.paths.data_dir.clone());
-    let s = &ckpt.meta.config.split;
+    let f = &ckpt.meta.config.folds;
     let held_out = format!(
-        "held-out fold {} of {} (the checkpoint's split)",
-        s.test_fold, s.n_folds
+        "held-out fold {} of {} (the checkpoint's folds)",
+        f.val_fold, f.n_folds
     );
     let (set, frame) = if validation {
-        let frame = bone_age::train::split_frames(&ckpt.meta.config, &data_dir)?.1;
+        let frame = ckpt.meta.config.fold_frames(&data_dir)?.1;
         (held_out, frame)
     } else if source.chosen() {
         let ds = source.load(config)?.1;
@@ -114,7 +115,15 @@ pub fn run(args: EvaluateArgs, config: &Config) -> Result<()> {
         bone_age::evaluate::test_frame(&ckpt.meta.config, &data_dir)?
     };
     eprintln!("evaluating on {set}");
-    let mut eval = bone_age::evaluate::evaluate(&ckpt, &frame, &config.paths.cache_dir(), tta, 32)?;
+    let mut eval = bone_age::evaluate::evaluate(
+        &ckpt,
+        &frame,
+        &config.paths.cache_dir(),
+        &EvalOptions {
+            tta,
+            ..Default::default()
+        },
+    )?;
     eval.set = set;
     let out = out.unwrap_or_else(|| {
         checkpoint
@@ -124,8 +133,11 @@ pub fn run(args: EvaluateArgs, config: &Config) -> Result<()> {
     });
     std::fs::create_dir_all(&out).with_context(|| format!("creating {}", out.display()))?;
     bone_age::evaluate::write_predictions(&eval, &out.join("predictions.csv"))?;
-    std::fs::write(out.join("metrics.json"), serde_json::to_vec_pretty(&eval)?)?;
-    let figures = bone_age::evaluate::write_plots(&eval, &out)?;
+    let metrics = serde_json::to_vec_pretty(&eval)?;
+    bone_age::files::atomic_write(&out.join("metrics.json"), |tmp| {
+        std::fs::write(tmp, &metrics).map_err(|e| bone_age::Error::io(tmp, e))
+    })?;
+    let figures = bone_age::plot::write_evaluation_plots(&eval, &out)?;
     if json {
         println!("{}", serde_json::to_string(&eval)?);
         return Ok(());
@@ -143,7 +155,7 @@ pub fn run(args: EvaluateArgs, config: &Config) -> Result<()> {
 
 /// Predicts every image; one that fails is reported and the rest still run.
 pub fn predict(args: PredictArgs, config: &Config) -> Result<ExitCode> {
-    let device = bone_age::runtime::init(config)?;
+    let device = bone_age::runtime::init(&config.runtime)?;
     let ckpt = Checkpoint::load(&args.checkpoint, device)?;
     let mut failed = 0;
     for path in &args.images {

@@ -8,7 +8,7 @@ use super::radiographs::{draw_image, fit_frame, RadiographGrid, Tile};
 use super::{font, plot_err, Plot};
 use crate::augment::{self, AugmentConfig, AugmentParams};
 use crate::error::Result;
-use crate::transforms::{self, CropRegions, Preprocess};
+use crate::preprocess::{self, CropRegions, Preprocess};
 
 /// The crop window (red) and the augmentation margin (yellow) over a full radiograph.
 #[derive(Clone, Debug)]
@@ -22,7 +22,7 @@ impl CropOverlay {
     /// The overlay of `preprocess` on the radiograph at `path`.
     pub fn of(path: &std::path::Path, preprocess: &Preprocess) -> Result<CropOverlay> {
         Ok(Self::new(
-            transforms::decode_gray(path, preprocess.max_pixels)?,
+            preprocess::decode_gray(path, preprocess.max_pixels)?,
             preprocess,
         ))
     }
@@ -128,7 +128,7 @@ impl AugmentationGallery {
         seed: u64,
     ) -> Result<AugmentationGallery> {
         let out = preprocess
-            .regions(transforms::dimensions(path)?)
+            .regions(preprocess::dimensions(path)?)
             .geometry
             .out;
         Self::new(&preprocess.load(path)?, out, config, n, seed)

@@ -10,8 +10,8 @@ use plotters::prelude::*;
 use polars::prelude::DataFrame;
 
 use super::{font, plot_err, Plot, FEMALE, MALE};
-use crate::checkpoint::EpochMetrics;
 use crate::error::{Error, Result};
+use crate::metrics::EpochMetrics;
 use crate::summary::AgeStats;
 
 /// Bone ages (months) by sex, binned by year: the original's "Analyze gender distribution".
@@ -99,7 +99,7 @@ pub struct TrainingCurves {
 impl TrainingCurves {
     /// The curves of the run in `run_dir`.
     pub fn read(run_dir: &Path) -> Result<TrainingCurves> {
-        let history = crate::train::read_metrics(run_dir)?;
+        let history = crate::metrics::read_metrics(run_dir)?;
         if history.is_empty() {
             return Err(Error::Dataset {
                 path: run_dir.join("metrics.csv"),

@@ -1,12 +1,16 @@
 //! The two views of a labelled evaluation: predicted against true bone age with the
-//! identity line and the MAE, and the residuals by age (Bland–Altman style).
+//! identity line and the MAE, and the residuals by age (Bland–Altman style); and the
+//! two files `bone-age evaluate` writes from them.
+use std::path::{Path, PathBuf};
+
 use plotters::coord::Shift;
 use plotters::prelude::*;
 
 use super::charts::{chart, legend, Chart};
-use super::{plot_err, Plot, FEMALE, MALE};
+use super::{plot_err, save, Plot, FEMALE, MALE};
 use crate::error::{Error, Result};
-use crate::evaluate::Prediction;
+use crate::evaluate::{Evaluation, Prediction};
+use crate::model::Target;
 use crate::summary::AgeStats;
 
 /// The labelled predictions of an evaluation, as (true, predicted, male) in months.
@@ -133,4 +137,23 @@ fn sex_points<'a, DB: DrawingBackend + 'a>(
             .legend(move |(x, y)| Circle::new((x + 6, y), 4, colour.filled()));
     }
     Ok(())
+}
+
+/// Draws `scatter.png` and `residuals.png` (age models with labels) into `dir`; returns
+/// the files written (none for a sex model or an unlabelled set).
+pub fn write_evaluation_plots(eval: &Evaluation, dir: &Path) -> Result<Vec<PathBuf>> {
+    if eval.target != Target::Age || eval.mae_months.is_none() {
+        return Ok(Vec::new());
+    }
+    let predictions = eval.predictions.clone();
+    let (scatter, residuals) = (dir.join("scatter.png"), dir.join("residuals.png"));
+    save(
+        &PredictionScatter {
+            predictions: predictions.clone(),
+        },
+        &scatter,
+        None,
+    )?;
+    save(&Residuals { predictions }, &residuals, None)?;
+    Ok(vec![scatter, residuals])
 }

@@ -23,7 +23,7 @@ use crate::error::{Error, Result};
 
 pub use augmentation::{AugmentationGallery, CropOverlay};
 pub use charts::{AgeHistogram, TrainingCurves};
-pub use evaluation::{PredictionScatter, Residuals};
+pub use evaluation::{write_evaluation_plots, PredictionScatter, Residuals};
 pub use radiographs::{prediction_tiles, radiograph_tiles, RadiographGrid, Tile};
 
 /// The bundled font (DejaVu Sans, Latin-1 plus a few symbols; see `assets/fonts/LICENSE`).
@@ -131,7 +131,7 @@ pub fn save(plot: &impl Plot, path: &Path, size: Option<(u32, u32)>) -> Result<(
             })
         }
     };
-    crate::checkpoint::atomic(path, |tmp| {
+    crate::files::atomic_write(path, |tmp| {
         std::fs::write(tmp, &bytes).map_err(|e| Error::io(tmp, e))
     })
 }

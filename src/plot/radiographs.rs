@@ -10,7 +10,7 @@ use polars::prelude::DataFrame;
 use super::{font, plot_err, Plot};
 use crate::error::Result;
 use crate::evaluate::{years_months, Prediction};
-use crate::transforms::{self, Preprocess};
+use crate::preprocess::{self, Preprocess};
 
 /// Longest side kept when loading radiographs for display (full-size originals are ~2500 px).
 const DISPLAY_PX: u32 = 512;
@@ -104,7 +104,7 @@ pub(super) fn draw_image<DB: DrawingBackend>(
         (img.width() as f64 * s).round().max(1.0) as u32,
         (img.height() as f64 * s).round().max(1.0) as u32,
     );
-    let small = transforms::resize(img, w, h)?;
+    let small = preprocess::resize(img, w, h)?;
     let rgb: Vec<u8> = small.as_raw().iter().flat_map(|&v| [v, v, v]).collect();
     let pos = (
         (ox - left * s).round() as i32,
@@ -128,13 +128,13 @@ pub(super) fn fit_frame<DB: DrawingBackend>(
 
 /// A radiograph decoded and shrunk so its longest side is at most [`DISPLAY_PX`].
 pub(super) fn load_for_display(path: &std::path::Path) -> Result<GrayImage> {
-    let img = transforms::decode_gray(path, Preprocess::default().max_pixels)?;
+    let img = preprocess::decode_gray(path, Preprocess::default().max_pixels)?;
     let s = DISPLAY_PX as f64 / img.width().max(img.height()) as f64;
     if s >= 1.0 {
         return Ok(img);
     }
     let (w, h) = (img.width() as f64 * s, img.height() as f64 * s);
-    transforms::resize(&img, w.round().max(1.0) as u32, h.round().max(1.0) as u32)
+    preprocess::resize(&img, w.round().max(1.0) as u32, h.round().max(1.0) as u32)
 }
 
 /// `n` radiographs of a labelled frame spread over its age range (every

@@ -64,3 +64,68 @@ pub fn stdout(o: &Output) -> String {
 pub fn stderr(o: &Output) -> String {
     String::from_utf8_lossy(&o.stderr).into_owned()
 }
+
+/// libtorch's random generator is process-global: tests that train take turns, so
+/// one test's dropout masks never depend on another's progress.
+static TORCH_RNG: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+pub fn serial() -> std::sync::MutexGuard<'static, ()> {
+    TORCH_RNG.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// A phantom dataset at 128×128 (the smallest m46 input) and a config for it.
+pub fn phantom(dir: &Path, n_train: usize) -> (PathBuf, bone_age::Config) {
+    let data = dir.join("data");
+    bone_age::phantom::write_dataset(
+        &data,
+        &bone_age::PhantomSpec {
+            n_train,
+            n_test: 40,
+            size: [128, 128],
+            seed: 7,
+        },
+    )
+    .unwrap();
+    let mut c = bone_age::Config::default();
+    for (k, v) in [
+        ("runtime.device", "cpu"),
+        ("preprocess.whole_image", "true"),
+        ("preprocess.scale", "1.0"),
+        ("preprocess.margin", "0.1"),
+        ("folds.n_folds", "5"),
+        ("folds.val_fold", "5"),
+        ("loader.batch_size", "8"),
+    ] {
+        c.set(k, v).unwrap();
+    }
+    c.paths.cache_dir = Some(dir.join("cache"));
+    (data, c)
+}
+
+pub fn quiet() -> bone_age::TrainOptions {
+    bone_age::TrainOptions {
+        progress: false,
+        ..Default::default()
+    }
+}
+
+/// The project venv's Python (torch, tensorboard), which `make setup` installs.
+pub fn venv_python() -> PathBuf {
+    let venv = std::env::var_os("BONE_AGE_VENV")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| bone_age::files::default_cache_dir().join("venv"));
+    let py = venv.join("bin/python");
+    assert!(
+        py.exists(),
+        "{} not found: run `make setup` (the test needs the project venv)",
+        py.display()
+    );
+    py
+}
+
+/// An m46 on the CPU with a fresh variable store.
+pub fn net(input: [i64; 3], config: bone_age::ModelConfig) -> (tch::nn::VarStore, bone_age::M46) {
+    let vs = tch::nn::VarStore::new(tch::Device::Cpu);
+    let m = bone_age::M46::new(&vs.root(), input, config).unwrap();
+    (vs, m)
+}

@@ -2,7 +2,6 @@
 //! accuracy for the sex model; optional test-time augmentation), through the
 //! checkpoint's own preprocessing (see [`Checkpoint::preprocess`]). Single radiographs
 //! are read by [`crate::predict`].
-use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use polars::prelude::DataFrame;
@@ -16,7 +15,12 @@ use crate::cache::ImageCache;
 use crate::checkpoint::Checkpoint;
 use crate::dataset;
 use crate::error::{Error, Result};
-use crate::loader::{BatchLoader, LoaderConfig, Target, AGE_CENTER, AGE_SCALE};
+use crate::loader::{BatchLoader, LoaderConfig};
+use crate::model::{Target, AGE_CENTER, AGE_SCALE};
+
+mod predictions;
+
+pub use predictions::{read_predictions, write_predictions};
 
 /// One image's prediction.
 #[derive(Clone, Debug, Serialize)]
@@ -92,22 +96,41 @@ pub fn test_frame(config: &crate::Config, data_dir: &Path) -> Result<(String, Da
             return Ok((format!("test split ({})", ds.csv.display()), ds.frame));
         }
     }
-    let s = &config.split;
-    let (_, val) = crate::train::split_frames(config, data_dir)?;
+    let f = &config.folds;
+    let (_, val) = config.fold_frames(data_dir)?;
     Ok((
-        format!("held-out fold {} of {}", s.test_fold, s.n_folds),
+        format!("held-out fold {} of {}", f.val_fold, f.n_folds),
         val,
     ))
 }
 
-/// Predicts every row of `frame` (cached under `cache_dir`), averaging `tta` augmented passes.
+/// How [`evaluate`] runs. `Default`: no test-time augmentation, batches of 32.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct EvalOptions {
+    /// Augmented passes averaged with the plain one (0 = none).
+    pub tta: usize,
+    /// Images per forward pass (memory, not results).
+    pub batch_size: usize,
+}
+
+impl Default for EvalOptions {
+    fn default() -> Self {
+        Self {
+            tta: 0,
+            batch_size: 32,
+        }
+    }
+}
+
+/// Predicts every row of `frame` (cached under `cache_dir`), averaging `options.tta`
+/// augmented passes with the plain one.
 pub fn evaluate(
     ckpt: &Checkpoint,
     frame: &DataFrame,
     cache_dir: &Path,
-    tta: usize,
-    batch_size: usize,
+    options: &EvalOptions,
 ) -> Result<Evaluation> {
+    let EvalOptions { tta, batch_size } = *options;
     let cfg = &ckpt.meta.config;
     let device = ckpt.vs.device();
     let target = ckpt.model.config.target;
@@ -243,94 +266,6 @@ fn check_labels(frame: &DataFrame, target: Target) -> Result<Option<Vec<f64>>> {
         });
     }
     Ok(Some(ages))
-}
-
-/// Writes `id,male,boneage,predicted,abs_error` (age) or `id,male,p_male` (sex).
-pub fn write_predictions(eval: &Evaluation, path: &Path) -> Result<()> {
-    crate::checkpoint::atomic(path, |tmp| {
-        let mut f =
-            std::io::BufWriter::new(std::fs::File::create(tmp).map_err(|e| Error::io(tmp, e))?);
-        let io = |e| Error::io(tmp, e);
-        match eval.target {
-            Target::Age => {
-                writeln!(f, "id,male,boneage,predicted,abs_error").map_err(io)?;
-                for p in &eval.predictions {
-                    let (truth, err) = p.boneage.map_or((String::new(), String::new()), |a| {
-                        (a.to_string(), format!("{:.3}", (p.predicted - a).abs()))
-                    });
-                    writeln!(f, "{},{},{truth},{:.3},{err}", p.id, p.male, p.predicted)
-                        .map_err(io)?;
-                }
-            }
-            Target::Sex => {
-                writeln!(f, "id,male,p_male").map_err(io)?;
-                for p in &eval.predictions {
-                    writeln!(f, "{},{},{:.5}", p.id, p.male, p.predicted).map_err(io)?;
-                }
-            }
-        }
-        f.flush().map_err(io)
-    })
-}
-
-/// Reads a `predictions.csv` written by [`write_predictions`] for an age model.
-pub fn read_predictions(path: &Path) -> Result<Vec<Prediction>> {
-    let mut reader = csv::Reader::from_path(path).map_err(|e| Error::Dataset {
-        path: path.to_path_buf(),
-        message: e.to_string(),
-    })?;
-    let mut out = Vec::new();
-    for (i, row) in reader.records().enumerate() {
-        let bad = |message: String| Error::Csv {
-            path: path.to_path_buf(),
-            line: i + 2,
-            message,
-        };
-        let row = row.map_err(|e| bad(e.to_string()))?;
-        let field = |k: usize| row.get(k).unwrap_or("").trim();
-        if row.len() < 4 {
-            return Err(bad(format!(
-                "expected id,male,boneage,predicted[,abs_error] (an age model's predictions), got {} fields",
-                row.len()
-            )));
-        }
-        let num = |k: usize| {
-            field(k)
-                .parse::<f64>()
-                .map_err(|_| bad(format!("column {}: {:?} is not a number", k + 1, field(k))))
-        };
-        out.push(Prediction {
-            id: num(0)? as i64,
-            male: field(1).eq_ignore_ascii_case("true"),
-            boneage: if field(2).is_empty() {
-                None
-            } else {
-                Some(num(2)?)
-            },
-            predicted: num(3)?,
-        });
-    }
-    Ok(out)
-}
-
-/// Draws `scatter.png` and `residuals.png` (age models with labels) into `dir`; returns
-/// the files written (none for a sex model or an unlabelled set).
-pub fn write_plots(eval: &Evaluation, dir: &Path) -> Result<Vec<PathBuf>> {
-    use crate::plot::{save, PredictionScatter, Residuals};
-    if eval.target != Target::Age || eval.mae_months.is_none() {
-        return Ok(Vec::new());
-    }
-    let predictions = eval.predictions.clone();
-    let (scatter, residuals) = (dir.join("scatter.png"), dir.join("residuals.png"));
-    save(
-        &PredictionScatter {
-            predictions: predictions.clone(),
-        },
-        &scatter,
-        None,
-    )?;
-    save(&Residuals { predictions }, &residuals, None)?;
-    Ok(vec![scatter, residuals])
 }
 
 pub use crate::predict::years_months;

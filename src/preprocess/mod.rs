@@ -1,0 +1,205 @@
+//! The `[preprocess]` stage, run once per image before caching (and identically at
+//! evaluation and prediction time): decode ([`decode`]) → optional fit to 2080×1600 →
+//! crop with a margin for augmentation, zero fill outside the image → cubic scaling
+//! ([`geometry`]) → intensity normalisation ([`intensity`]). The recipe: crop 2000×1500
+//! centred at (row 1040, col 800), scale 0.25 to 500×375, then standardise
+//! (x − 127.5) / 127.5 (done on the batch, see `loader`).
+use std::path::Path;
+
+use image::GrayImage;
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Error, Result};
+
+pub mod decode;
+pub mod geometry;
+pub mod intensity;
+
+pub use decode::{checked_dimensions, decode_gray, dimensions};
+pub use geometry::{crop_padded, fit, fit_box, resize, CropRegions, Geometry};
+pub use intensity::{histogram, normalize, percentile, Normalize};
+
+/// The geometry and intensity steps before caching. `Default` is the recipe.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Preprocess {
+    /// Raw radiographs of any size: first resize keeping the aspect ratio and pad
+    /// (centred, black) to this [H, W], so the registered-image crop applies.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub fit: Option<[u32; 2]>,
+    /// Resize to exactly this [H, W] first, aspect ratio not kept. Inference sets it for
+    /// whole-image models, so an image of another size reaches the size the model was
+    /// trained on (as the squashed 128×128 and 299×299 RSNA copies were made).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub stretch: Option<[u32; 2]>,
+    /// Use the whole image (after `fit`): no crop, `crop_center`/`crop_size` ignored.
+    /// For pre-cropped data such as 128×128 or phantom images.
+    pub whole_image: bool,
+    /// Crop centre [row, col] in pixels; unset = the image centre.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub crop_center: Option<[f64; 2]>,
+    /// Crop size [H, W] in pixels; unset = the whole image.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub crop_size: Option<[u32; 2]>,
+    /// Scale factor after cropping (cubic, antialiased).
+    pub scale: f64,
+    /// Extra border kept around the crop, as a fraction of the output size, so
+    /// that augmentation samples real pixels at the edges.
+    pub margin: f64,
+    pub normalize: Normalize,
+    /// Robustness checks only: squeeze intensities linearly into [low, high] before
+    /// normalisation, imitating a washed-out scanner. Unset in training.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub squeeze: Option<[u8; 2]>,
+    /// Images with more pixels than this are refused (decompression bombs).
+    pub max_pixels: u64,
+}
+
+impl Default for Preprocess {
+    fn default() -> Self {
+        Self {
+            fit: None,
+            stretch: None,
+            whole_image: false,
+            crop_center: Some([1040.0, 800.0]),
+            crop_size: Some([2000, 1500]),
+            scale: 0.25,
+            margin: 0.1,
+            normalize: Normalize::None,
+            squeeze: None,
+            max_pixels: 64 << 20,
+        }
+    }
+}
+
+impl Preprocess {
+    /// Checks the parameters; the error names the field.
+    pub fn validate(&self) -> Result<()> {
+        let bad = |message: String| {
+            Err(Error::Invalid {
+                what: "preprocess config".into(),
+                message,
+            })
+        };
+        if !(self.scale > 0.0 && self.scale <= 4.0) {
+            return bad(format!("scale = {} must be in (0, 4]", self.scale));
+        }
+        if !(0.0..=1.0).contains(&self.margin) {
+            return bad(format!("margin = {} must be in [0, 1]", self.margin));
+        }
+        if [self.crop_size, self.fit, self.stretch]
+            .iter()
+            .any(|v| matches!(v, Some([0, _] | [_, 0])))
+        {
+            return bad("crop_size, fit and stretch must be positive".into());
+        }
+        if self.fit.is_some() && self.stretch.is_some() {
+            return bad("fit and stretch exclude each other".into());
+        }
+        if self.max_pixels == 0 {
+            return bad("max_pixels = 0 refuses every image".into());
+        }
+        match self.normalize {
+            Normalize::Percentile { low, high } if !(0.0 <= low && low < high && high <= 100.0) => {
+                bad(format!(
+                    "percentiles low = {low}, high = {high} need 0 <= low < high <= 100"
+                ))
+            }
+            Normalize::Clahe { clip_limit, tiles } if clip_limit < 1.0 || tiles == 0 => bad(
+                format!("clahe clip_limit = {clip_limit} must be >= 1, tiles = {tiles} >= 1"),
+            ),
+            _ => Ok(()),
+        }
+    }
+
+    /// Decodes `path` and applies every step: the image that goes into the cache.
+    pub fn load(&self, path: &Path) -> Result<GrayImage> {
+        let img = decode_gray(path, self.max_pixels)?;
+        self.apply(&img).map_err(|e| match e {
+            Error::Invalid { message, .. } => Error::Image {
+                path: path.to_path_buf(),
+                message,
+            },
+            e => e,
+        })
+    }
+
+    /// Fit, crop with margin, scale and normalise an already decoded image.
+    ///
+    /// Fitting, cropping and scaling compose into one resampling of the original: fitting
+    /// is a per-axis scale plus a padding offset, so the crop window maps back onto the
+    /// original and no full-size intermediate image is made.
+    pub fn apply(&self, img: &GrayImage) -> Result<GrayImage> {
+        let r = self.regions([img.height(), img.width()]);
+        let g = r.geometry;
+        let start = [r.cached[0].round() as i64, r.cached[1].round() as i64];
+        let size = [2, 3].map(|i| r.cached[i].round().max(1.0) as u32);
+        let cropped = crop_padded(img, start[0], start[1], size);
+        let mut out = resize(&cropped, g.cached[1] as u32, g.cached[0] as u32)?;
+        if let Some([lo, hi]) = self.squeeze {
+            let (lo, span) = (lo as f64, hi as f64 - lo as f64);
+            out.iter_mut()
+                .for_each(|p| *p = (lo + *p as f64 * span / 255.0).round() as u8);
+        }
+        normalize(&mut out, self.normalize);
+        Ok(out)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn composed_fit_and_crop_match_fitting_first() {
+        // A raw-like landscape image: fitting then cropping equals the one-step path
+        // (up to the second interpolation of the two-step path).
+        let img = GrayImage::from_fn(300, 200, |x, y| {
+            let v = 128.0 + 60.0 * (x as f64 / 15.0).sin() + 60.0 * (y as f64 / 11.0).cos();
+            image::Luma([v as u8])
+        });
+        let p = Preprocess {
+            fit: Some([208, 160]),
+            crop_center: Some([104.0, 80.0]),
+            crop_size: Some([200, 150]),
+            scale: 0.5,
+            ..Default::default()
+        };
+        let direct = p.apply(&img).unwrap();
+        let two_step = Preprocess {
+            fit: None,
+            ..p.clone()
+        }
+        .apply(&fit(&img, [208, 160]))
+        .unwrap();
+        assert_eq!(direct.dimensions(), two_step.dimensions());
+        let diff: f64 = direct
+            .iter()
+            .zip(two_step.iter())
+            .map(|(a, b)| (*a as f64 - *b as f64).abs())
+            .sum::<f64>()
+            / direct.len() as f64;
+        assert!(diff < 2.0, "mean abs difference {diff}");
+    }
+
+    #[test]
+    fn bad_parameters_name_the_field() {
+        let p = Preprocess {
+            scale: 0.0,
+            ..Default::default()
+        };
+        assert!(p.validate().unwrap_err().to_string().contains("scale"));
+        let p = Preprocess {
+            normalize: Normalize::Percentile {
+                low: 99.0,
+                high: 1.0,
+            },
+            ..Default::default()
+        };
+        assert!(p
+            .validate()
+            .unwrap_err()
+            .to_string()
+            .contains("percentiles"));
+    }
+}
