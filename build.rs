@@ -32,8 +32,10 @@ fn main() {
     // `bone-age doctor` reports which libtorch the binary was built against.
     println!("cargo:rustc-env=BONE_AGE_BUILD_LIBTORCH_LIB={lib}");
 
-    // The CUDA autocast dtype switch (bf16), against the same libtorch's headers.
+    // The CUDA autocast dtype switch (bf16) and gradients set to none, against the same
+    // libtorch's headers.
     println!("cargo:rerun-if-changed=csrc/autocast.cpp");
+    println!("cargo:rerun-if-changed=csrc/grad.cpp");
     let include = Path::new(&lib).join("../include");
     cc::Build::new()
         .cpp(true)
@@ -46,5 +48,6 @@ fn main() {
             env::var("LIBTORCH_CXX11_ABI").unwrap_or_else(|_| "1".into())
         ))
         .file("csrc/autocast.cpp")
+        .file("csrc/grad.cpp")
         .compile("bone_age_autocast");
 }

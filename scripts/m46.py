@@ -4,6 +4,10 @@
                                     mode on DIR/io.safetensors `input` (and `male`), and
                                     compare with our `output`: max abs diff <= 1e-4
   python scripts/m46.py count C H W parameter count for that input
+  python scripts/m46.py adam DIR    two torch.optim.Adam steps (lr 1e-3, betas 0.5/0.999)
+                                    from DIR/before.safetensors with the gradients in
+                                    DIR/grads1/grads2.safetensors; compare with our
+                                    DIR/after.safetensors: max abs diff <= 1e-6
 
 The interop test (tests/interop.rs) writes DIR and runs `check`.
 """
@@ -75,7 +79,27 @@ def check(d: str) -> int:
     return 0 if ok else 1
 
 
+def adam(d: str) -> int:
+    before = load_file(f"{d}/before.safetensors")
+    after = load_file(f"{d}/after.safetensors")
+    grads = [load_file(f"{d}/grads{k}.safetensors") for k in (1, 2)]
+    params = {k: torch.nn.Parameter(v.clone()) for k, v in before.items()}
+    opt = torch.optim.Adam(params.values(), lr=1e-3, betas=(0.5, 0.999))
+    for g in grads:
+        for k, p in params.items():
+            p.grad = g[k]
+        opt.step()
+    diff = max((params[k].detach() - after[k]).abs().max().item() for k in params)
+    moved = max((after[k] - before[k]).abs().max().item() for k in params)
+    ok = diff <= 1e-6 and moved > 1e-4
+    print(f"adam: max abs diff {diff:.3g} after two steps that moved weights by up to {moved:.3g} "
+          f"({'ok' if ok else 'FAILED'}, limit 1e-6)")
+    return 0 if ok else 1
+
+
 if __name__ == "__main__":
+    if len(sys.argv) == 3 and sys.argv[1] == "adam":
+        sys.exit(adam(sys.argv[2]))
     if len(sys.argv) == 3 and sys.argv[1] == "check":
         sys.exit(check(sys.argv[2]))
     if len(sys.argv) == 5 and sys.argv[1] == "count":

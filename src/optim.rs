@@ -8,6 +8,10 @@ use tch::{nn, Kind, Tensor};
 
 use crate::error::{Error, Result};
 
+extern "C" {
+    fn bone_age_reset_grad(tensor: *mut std::ffi::c_void);
+}
+
 #[derive(Debug)]
 pub struct Adam {
     pub lr: f64,
@@ -55,9 +59,13 @@ impl Adam {
         }
     }
 
+    /// Sets every gradient to none (torch.optim's default), so the next backward writes
+    /// fresh gradients rather than adding into zeroed ones.
     pub fn zero_grad(&mut self) {
         for (_, p) in &mut self.params {
-            p.zero_grad();
+            // SAFETY: `p` is a live tensor handle owned by this optimizer; the call only
+            // drops its gradient (csrc/grad.cpp).
+            unsafe { bone_age_reset_grad(p.as_mut_ptr().cast()) }
         }
     }
 
@@ -84,10 +92,18 @@ impl Adam {
                 } else {
                     g
                 };
-                let _ = m.g_mul_scalar_(b1).g_add_(&(&g * (1.0 - b1)));
-                let _ = v.g_mul_scalar_(b2).g_add_(&(&g * &g * (1.0 - b2)));
-                let denom = v.sqrt() / bias2.sqrt() + self.eps;
-                let _ = p.g_sub_(&(&*m / denom * (self.lr * scale / bias1)));
+                // In place, as torch.optim.Adam's single-tensor step: two temporaries per
+                // parameter (g·(1−β₂) and the denominator), not eight.
+                let _ = m.lerp_(&g, 1.0 - b1);
+                let _ = v.g_mul_scalar_(b2).addcmul_(&g, &(&g * (1.0 - b2)));
+                let mut denom = v.sqrt();
+                let step = self.lr * scale / bias1;
+                // p += m / (denom / −step)  ==  p − step · m / denom
+                let _ = denom
+                    .g_div_scalar_(bias2.sqrt())
+                    .g_add_scalar_(self.eps)
+                    .g_div_scalar_(-step);
+                let _ = p.addcdiv_(m, &denom);
             }
         });
     }
@@ -180,5 +196,23 @@ mod tests {
         }
         let loss = f64::try_from((lin.forward(&x) - &y).square().mean(Kind::Float)).unwrap();
         assert!(loss < 1e-3, "{loss}");
+    }
+
+    #[test]
+    fn zero_grad_sets_gradients_to_none_and_backward_writes_them_afresh() {
+        let vs = nn::VarStore::new(Device::Cpu);
+        let lin = nn::linear(vs.root() / "l", 3, 1, Default::default());
+        let mut opt = Adam::new(&vs, 0.1, (0.9, 0.999), 0.0);
+        let x = Tensor::randn([8, 3], (Kind::Float, Device::Cpu));
+        let loss = || lin.forward(&x).square().mean(Kind::Float);
+        loss().backward();
+        let first = lin.ws.grad().copy();
+        opt.zero_grad();
+        assert!(!lin.ws.grad().defined(), "no gradient after zero_grad");
+        loss().backward();
+        assert!(
+            lin.ws.grad().equal(&first),
+            "written afresh, not added to the old one"
+        );
     }
 }

@@ -10,6 +10,26 @@ use bone_age::model::ModelConfig;
 use common::{net, phantom, quiet, serial, venv_python};
 use tch::{Device, Kind, Tensor};
 
+/// Runs `scripts/m46.py MODE DIR`, which exits 0 only when PyTorch agrees with us, and
+/// returns the line it printed (which must start with `expect`).
+fn m46_py(mode: &str, dir: &Path, expect: &str) -> String {
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/m46.py");
+    let res = Command::new(venv_python())
+        .arg(&script)
+        .arg(mode)
+        .arg(dir)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&res.stdout).trim().to_string();
+    assert!(
+        res.status.success(),
+        "m46.py {mode}: {stdout}{}",
+        String::from_utf8_lossy(&res.stderr)
+    );
+    assert!(stdout.starts_with(expect), "{stdout}");
+    stdout
+}
+
 #[test]
 fn pytorch_m46_matches_our_outputs() {
     let _turn = serial();
@@ -39,22 +59,80 @@ fn pytorch_m46_matches_our_outputs() {
             io.push(("male".to_string(), male));
         }
         Tensor::write_safetensors(&io, dir.path().join("io.safetensors")).unwrap();
-        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/m46.py");
-        let res = Command::new(venv_python())
-            .arg(&script)
-            .arg("check")
-            .arg(dir.path())
-            .output()
-            .unwrap();
-        let stdout = String::from_utf8_lossy(&res.stdout);
-        assert!(
-            res.status.success(),
-            "sex_input={sex_input}: {stdout}{}",
-            String::from_utf8_lossy(&res.stderr)
-        );
-        assert!(stdout.contains("max abs diff"), "{stdout}");
-        eprintln!("sex_input={sex_input}: {}", stdout.trim());
+        let stdout = m46_py("check", dir.path(), "interop: max abs diff");
+        eprintln!("sex_input={sex_input}: {stdout}");
     }
+}
+
+#[test]
+fn two_adam_steps_match_torch_optim_adam() {
+    let _turn = serial();
+    let dir = tempfile::tempdir().unwrap();
+    tch::manual_seed(5);
+    let (vs, m) = net([1, 128, 128], ModelConfig::default());
+    let mut opt = bone_age::optim::Adam::new(&vs, 1e-3, (0.5, 0.999), 0.0);
+    let named = |f: &dyn Fn(&Tensor) -> Tensor| -> Vec<(String, Tensor)> {
+        let mut v: Vec<_> = vs
+            .variables()
+            .into_iter()
+            .filter(|(_, t)| t.requires_grad())
+            .map(|(k, t)| (k, f(&t)))
+            .collect();
+        v.sort_by(|a, b| a.0.cmp(&b.0));
+        v
+    };
+    Tensor::write_safetensors(
+        &named(&|t| t.detach().copy()),
+        dir.path().join("before.safetensors"),
+    )
+    .unwrap();
+    for k in 1..=2 {
+        let x = Tensor::randn([4, 1, 128, 128], (Kind::Float, Device::Cpu));
+        let y = Tensor::randn([4, 1], (Kind::Float, Device::Cpu));
+        let loss = bone_age::epoch::loss_fn(bone_age::Target::Age, &m.forward(&x, None, true), &y);
+        opt.zero_grad();
+        loss.backward();
+        let grads = named(&|t| t.grad().copy());
+        Tensor::write_safetensors(&grads, dir.path().join(format!("grads{k}.safetensors")))
+            .unwrap();
+        opt.step();
+    }
+    Tensor::write_safetensors(
+        &named(&|t| t.detach().copy()),
+        dir.path().join("after.safetensors"),
+    )
+    .unwrap();
+    eprintln!("{}", m46_py("adam", dir.path(), "adam: max abs diff"));
+}
+
+#[test]
+fn the_training_benchmark_times_both_sides() {
+    let out = common::bone_age(&[
+        "--threads",
+        "1",
+        "bench",
+        "train",
+        "--steps",
+        "1",
+        "--rounds",
+        "1",
+        "--json",
+    ]);
+    assert!(out.status.success(), "{}", common::stderr(&out));
+    let r: serde_json::Value = serde_json::from_str(&common::stdout(&out)).unwrap();
+    for side in ["ours", "peer"] {
+        let f = &r[side];
+        assert!(f["train_img_s"].as_f64().unwrap() > 0.0, "{side}: {r}");
+        assert!(f["eval_img_s"].as_f64().unwrap() > 0.0, "{side}: {r}");
+        for phase in ["forward_ms", "backward_ms", "optimizer_ms"] {
+            assert!(
+                f["breakdown"][phase].as_f64().unwrap() > 0.0,
+                "{side} {phase}: {r}"
+            );
+        }
+    }
+    assert!(r["ratio_train"].as_f64().unwrap().is_finite());
+    assert_eq!(r["threads"], 1);
 }
 
 #[test]

@@ -1,6 +1,6 @@
 //! `bone-age bench pipeline`: data-pipeline throughput, measured against the
 //! OpenCV/albumentations peer (`scripts/bench_peer.py`) on the same images in the
-//! same run, reported as ratios.
+//! same run, reported as ratios. `bone-age bench train` is in [`step`].
 use std::fmt;
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -17,6 +17,9 @@ use crate::error::{Error, Result};
 use crate::loader::{BatchLoader, LoaderConfig};
 use crate::model::Target;
 use crate::preprocess::Preprocess;
+
+pub mod step;
+mod step_report;
 
 /// The peer's figures (images/s on one core).
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -137,19 +140,27 @@ fn run_peer(
     data_dir: &Path,
     pre: &Preprocess,
 ) -> Result<PeerFigures> {
-    let mut cmd = Command::new(python);
-    cmd.arg(script)
-        .arg("--data-dir")
-        .arg(data_dir)
-        .arg("--json");
+    let mut args = vec!["--data-dir".to_string(), data_dir.display().to_string()];
     if let Some([h, w]) = pre.fit {
-        cmd.arg("--fit").arg(format!("{h}x{w}"));
+        args.extend(["--fit".to_string(), format!("{h}x{w}")]);
     }
+    run_script(python, script, &args)
+}
+
+/// Runs a Python peer with `args` and `--json`, and reads the JSON object it prints.
+pub(crate) fn run_script<T: serde::de::DeserializeOwned>(
+    python: &Path,
+    script: &Path,
+    args: &[String],
+) -> Result<T> {
     let fail = |m: String| Error::Invalid {
         what: "peer benchmark".into(),
         message: m,
     };
-    let out = cmd
+    let out = Command::new(python)
+        .arg(script)
+        .args(args)
+        .arg("--json")
         .output()
         .map_err(|e| fail(format!("cannot run {}: {e}", python.display())))?;
     if !out.status.success() {
