@@ -35,9 +35,9 @@ build: ## build the release binary target/release/bone-age
 doctor: build ## check the installation: torch, CUDA, threads, paths
 	$(BIN) doctor
 
-# make demo should reach a test MAE of about 15.7 months (the mean predictor: 33.4) in about
-# 3 minutes on 2 CPU cores (186 s measured; configs/demo.toml has the details).
-demo: build ## the main job on built-in data: phantom set, train, evaluate, predict → results/demo (test MAE ~15.7 months, ~3 min on 2 cores)
+# make demo should reach a test MAE of about 16 months (the mean predictor: 33.4) in 3–4
+# minutes on 2 CPU cores (186–223 s measured; configs/demo.toml has the details).
+demo: build ## the main job on built-in data: phantom set, train, evaluate, predict → results/demo (test MAE ~16 months, 3–4 min on 2 cores)
 	@[ -f data/phantom/train.csv ] || $(BIN) data phantom --out data/phantom
 	$(BIN) data summary --data-dir data/phantom
 	rm -rf $(DEMO)
