@@ -5,7 +5,7 @@ use tch::{Kind, Tensor};
 
 use crate::config::Config;
 use crate::error::{Error, Result};
-use crate::loader::BatchLoader;
+use crate::loader::{Batch, BatchLoader};
 use crate::model::{Target, AGE_SCALE, M46};
 use crate::optim::Adam;
 use crate::runtime;
@@ -21,7 +21,6 @@ pub fn train_one_epoch(
     progress: bool,
 ) -> Result<(f64, usize)> {
     let tc = &config.train;
-    let device = loader.device;
     tch::manual_seed(config.runtime.seed.wrapping_add(epoch as u64) as i64);
     let batches = loader.num_batches();
     let bar = crate::progress::bar(batches as u64, &format!("epoch {epoch}/{}", tc.epochs));
@@ -31,18 +30,12 @@ pub fn train_one_epoch(
     let (mut loss_sum, mut seen) = (0.0, 0usize);
     for (b, batch) in loader.epoch(epoch as u64).enumerate() {
         opt.lr = tc.lr_at(epoch, (b + 1) as f64 / batches as f64);
-        let x = if device.is_cuda() && tc.channels_last {
-            runtime::channels_last(&batch.images)
-        } else {
-            batch.images
-        };
-        let out = tch::autocast(tc.autocast && device.is_cuda(), || {
-            model.forward(&x, Some(&batch.male), true)
-        });
-        let loss = loss_fn(
+        let loss = forward_loss(
+            model,
+            &batch,
             config.model.target,
-            &out.to_kind(Kind::Float),
-            &batch.targets,
+            tc.channels_last,
+            tc.autocast,
         );
         let value = f64::try_from(&loss)?;
         if !value.is_finite() {
@@ -63,6 +56,28 @@ pub fn train_one_epoch(
     }
     bar.finish_and_clear();
     Ok((loss_sum / seen as f64, seen))
+}
+
+/// One batch's training-mode forward pass and loss, as a step runs it: on CUDA the input
+/// goes channels-last and the forward runs under bf16 autocast when `[train]` asks; the
+/// loss is taken in f32.
+pub fn forward_loss(
+    model: &M46,
+    batch: &Batch,
+    target: Target,
+    channels_last: bool,
+    autocast: bool,
+) -> Tensor {
+    let cuda = batch.images.device().is_cuda();
+    let x = if cuda && channels_last {
+        runtime::channels_last(&batch.images)
+    } else {
+        batch.images.shallow_clone()
+    }; // [N, 1, H, W]
+    let out = tch::autocast(autocast && cuda, || {
+        model.forward(&x, Some(&batch.male), true)
+    });
+    loss_fn(target, &out.to_kind(Kind::Float), &batch.targets) // [N, 1] → scalar
 }
 
 /// L1 on the standardised age; BCE (on the logit) for sex.

@@ -90,12 +90,7 @@ impl BatchLoader {
         device: Device,
         seed: u64,
     ) -> Result<Self> {
-        if config.batch_size == 0 {
-            return Err(Error::Invalid {
-                what: "loader".into(),
-                message: "batch_size must be >= 1".into(),
-            });
-        }
+        config.validate()?;
         let ids = dataset::ids(frame)?;
         if ids != cache.ids {
             return Err(Error::Frame(

@@ -52,7 +52,7 @@ impl RunDir {
             });
         }
         let events = crate::tensorboard::find(path).unwrap_or_else(|| {
-            let now = crate::tensorboard::wall_time();
+            let now = crate::metrics::wall_time();
             (crate::tensorboard::file_name(now as u64), now)
         });
         Ok(RunDir {

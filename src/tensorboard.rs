@@ -4,8 +4,7 @@
 use std::path::Path;
 
 use crate::error::{Error, Result};
-pub use crate::metrics::wall_time;
-use crate::metrics::EpochMetrics;
+use crate::metrics::{wall_time, EpochMetrics};
 
 fn masked_crc(data: &[u8]) -> u32 {
     let crc = crc32c::crc32c(data);

@@ -211,7 +211,7 @@ fn radiograph_grid_shows_the_images_under_their_titles() {
         .fold(f64::MAX, f64::min);
     assert!(tiles[0]
         .title
-        .ends_with(&bone_age::evaluate::years_months(youngest)));
+        .ends_with(&bone_age::predict::years_months(youngest)));
     assert!(tiles.windows(2).all(|w| w[0].title != w[1].title));
     let img = render("grid", &plot::RadiographGrid::new(tiles, 3));
     // The synthetic images are a gradient: many mid-grey pixels, not just white + text.

@@ -13,7 +13,7 @@ use tch::{nn, Device, Kind, Tensor};
 
 use super::step_report::median;
 use crate::cache::{CacheSource, ImageCache};
-use crate::epoch::loss_fn;
+use crate::epoch::forward_loss;
 use crate::error::{Error, Result};
 use crate::loader::{BatchLoader, LoaderConfig};
 use crate::model::{ModelConfig, Target, M46};
@@ -214,7 +214,7 @@ fn time_ours(options: &StepOptions) -> Result<StepFigures> {
     let model = M46::new(&vs.root(), options.input, ModelConfig::default())?;
     let tc = TrainConfig::default();
     let mut opt = Adam::new(&vs, tc.lr, (tc.betas[0], tc.betas[1]), tc.weight_decay);
-    let (cuda, autocast) = (device.is_cuda(), options.autocast && device.is_cuda());
+    let autocast = options.autocast && device.is_cuda();
     runtime::cuda_setup(
         &mut vs,
         options.cudnn_benchmark,
@@ -236,14 +236,8 @@ fn time_ours(options: &StepOptions) -> Result<StepFigures> {
             what: "bench train".into(),
             message: "ran out of batches".into(),
         })?;
-        let x = if cuda && options.channels_last {
-            runtime::channels_last(&batch.images)
-        } else {
-            batch.images
-        }; // [N, 1, H, W]
         let t1 = now();
-        let out = tch::autocast(autocast, || model.forward(&x, Some(&batch.male), true)); // [N, 1]
-        let loss = loss_fn(Target::Age, &out.to_kind(Kind::Float), &batch.targets);
+        let loss = forward_loss(&model, &batch, Target::Age, options.channels_last, autocast);
         let _ = f64::try_from(&loss)?;
         let t2 = now();
         opt.zero_grad();

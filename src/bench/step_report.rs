@@ -5,13 +5,13 @@ use std::fmt;
 use super::step::{Breakdown, StepFigures, StepReport};
 
 /// Each figure's median over the rounds (the breakdown phase by phase).
-pub(super) fn median(mut runs: Vec<StepFigures>) -> StepFigures {
+pub(super) fn median(runs: Vec<StepFigures>) -> StepFigures {
     let mid = |f: &dyn Fn(&StepFigures) -> f64| {
         let mut v: Vec<f64> = runs.iter().map(f).collect();
         v.sort_by(f64::total_cmp);
         v[v.len() / 2]
     };
-    let figures = StepFigures {
+    StepFigures {
         train_img_s: mid(&|r| r.train_img_s),
         eval_img_s: mid(&|r| r.eval_img_s),
         breakdown: Breakdown {
@@ -20,11 +20,7 @@ pub(super) fn median(mut runs: Vec<StepFigures>) -> StepFigures {
             backward_ms: mid(&|r| r.breakdown.backward_ms),
             optimizer_ms: mid(&|r| r.breakdown.optimizer_ms),
         },
-        versions: String::new(),
-    };
-    StepFigures {
-        versions: runs.swap_remove(0).versions,
-        ..figures
+        versions: runs[0].versions.clone(),
     }
 }
 

@@ -12,10 +12,10 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
 
-mod csv;
+mod annotations;
 
-use csv::{read_rows, Row};
-pub use csv::{CsvFormat, AGE_RANGE_MONTHS};
+use annotations::{read_rows, Row};
+pub use annotations::{CsvFormat, AGE_RANGE_MONTHS};
 
 /// Which dataset layout to read (`[data]`).
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]

@@ -267,5 +267,3 @@ fn check_labels(frame: &DataFrame, target: Target) -> Result<Option<Vec<f64>>> {
     }
     Ok(Some(ages))
 }
-
-pub use crate::predict::years_months;

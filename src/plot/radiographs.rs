@@ -9,7 +9,8 @@ use polars::prelude::DataFrame;
 
 use super::{font, plot_err, Plot};
 use crate::error::Result;
-use crate::evaluate::{years_months, Prediction};
+use crate::evaluate::Prediction;
+use crate::predict::years_months;
 use crate::preprocess::{self, Preprocess};
 
 /// Longest side kept when loading radiographs for display (full-size originals are ~2500 px).
