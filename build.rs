@@ -32,10 +32,11 @@ fn main() {
     // `bone-age doctor` reports which libtorch the binary was built against.
     println!("cargo:rustc-env=BONE_AGE_BUILD_LIBTORCH_LIB={lib}");
 
-    // The CUDA autocast dtype switch (bf16) and gradients set to none, against the same
-    // libtorch's headers.
+    // The CUDA autocast dtype switch (bf16), gradients set to none, and Adam's step and
+    // gradient clipping as torch.optim's, against the same libtorch's headers.
     println!("cargo:rerun-if-changed=csrc/autocast.cpp");
     println!("cargo:rerun-if-changed=csrc/grad.cpp");
+    println!("cargo:rerun-if-changed=csrc/adam.cpp");
     let include = Path::new(&lib).join("../include");
     cc::Build::new()
         .cpp(true)
@@ -49,5 +50,6 @@ fn main() {
         ))
         .file("csrc/autocast.cpp")
         .file("csrc/grad.cpp")
+        .file("csrc/adam.cpp")
         .compile("bone_age_autocast");
 }

@@ -22,7 +22,7 @@ use crate::error::{Error, Result};
 use crate::preprocess::{Geometry, Preprocess};
 
 /// Bump when the file layout or the preprocessing code changes meaning.
-const FORMAT: &str = "bone-age-cache-v1";
+const FORMAT: &str = "bone-age-cache-v2"; // v2: intensity steps over the image pixels only
 
 /// How [`ImageCache::open`] got its images.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

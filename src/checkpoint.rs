@@ -21,6 +21,10 @@ pub struct CheckpointMeta {
     /// [C, H, W].
     pub input_shape: [i64; 3],
     pub versions: Versions,
+    /// The linear recalibration fitted on the validation fold for these weights
+    /// (`train.calibrate`); absent in older sidecars and uncalibrated runs.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub calibration: Option<crate::calibration::Calibration>,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -143,9 +147,34 @@ pub struct Checkpoint {
     pub path: PathBuf,
 }
 
+/// Which checkpoint of a run directory `evaluate` and `predict` load when given the
+/// directory: the first of these that exists. docs/results.md has the evidence.
+pub const DEFAULT_CHOICE: [&str; 3] = ["ema.safetensors", "best.safetensors", "last.safetensors"];
+
+/// `path` itself when it is a file; in a run directory, its default checkpoint
+/// ([`DEFAULT_CHOICE`]).
+pub fn resolve(path: &Path) -> Result<PathBuf> {
+    if !path.is_dir() {
+        return Ok(path.to_path_buf());
+    }
+    DEFAULT_CHOICE
+        .iter()
+        .map(|name| path.join(name))
+        .find(|p| p.is_file())
+        .ok_or_else(|| Error::Checkpoint {
+            path: path.to_path_buf(),
+            message: format!(
+                "a directory without a checkpoint (looked for {})",
+                DEFAULT_CHOICE.join(", ")
+            ),
+        })
+}
+
 impl Checkpoint {
-    /// Loads `weights` and its sidecar onto `device`.
+    /// Loads `weights` (or a run directory's default checkpoint, see [`resolve`]) and
+    /// its sidecar onto `device`.
     pub fn load(weights: &Path, device: Device) -> Result<Checkpoint> {
+        let weights = &resolve(weights)?;
         if !weights.is_file() {
             return Err(Error::Checkpoint {
                 path: weights.to_path_buf(),
@@ -222,6 +251,7 @@ mod tests {
             best_val_loss: 0.2,
             input_shape: [1, 128, 128],
             versions: Versions::current(),
+            calibration: None,
         };
         let mut tree = serde_json::to_value(&meta).unwrap();
         let config = tree["config"].as_object_mut().unwrap();

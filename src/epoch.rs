@@ -1,12 +1,15 @@
 //! One epoch's two halves, as in the recipe's `train.py`: [`train_one_epoch`] (a pass
-//! over the shuffled, augmented training batches, stopping on a non-finite loss) and
-//! [`validate`] (loss and MAE or accuracy on the held-out fold), with the recipe's loss.
+//! over the shuffled, augmented training batches, stopping on a non-finite loss; with
+//! optional gradient clipping and weight averaging) and [`validate`] (loss and MAE or
+//! accuracy on the held-out fold, and the predictions a recalibration is fitted to), with
+//! the recipe's loss.
 use tch::{Kind, Tensor};
 
 use crate::config::Config;
+use crate::ema::Ema;
 use crate::error::{Error, Result};
 use crate::loader::{Batch, BatchLoader};
-use crate::model::{Target, AGE_SCALE, M46};
+use crate::model::{Target, AGE_CENTER, AGE_SCALE, M46};
 use crate::optim::Adam;
 use crate::runtime;
 
@@ -15,6 +18,7 @@ use crate::runtime;
 pub fn train_one_epoch(
     model: &M46,
     opt: &mut Adam,
+    mut ema: Option<&mut Ema>,
     loader: &BatchLoader,
     config: &Config,
     epoch: usize,
@@ -48,7 +52,13 @@ pub fn train_one_epoch(
         }
         opt.zero_grad();
         loss.backward();
+        if tc.clip_grad_norm > 0.0 {
+            opt.clip_grad_norm(tc.clip_grad_norm);
+        }
         opt.step();
+        if let Some(ema) = ema.as_deref_mut() {
+            ema.update(opt.step);
+        }
         let n = batch.ids.len();
         (loss_sum, seen) = (loss_sum + value * n as f64, seen + n);
         bar.inc(1);
@@ -90,24 +100,48 @@ pub fn loss_fn(target: Target, out: &Tensor, y: &Tensor) -> Tensor {
     }
 }
 
-/// Validation loss, MAE in months (age) or accuracy (sex).
-pub fn validate(
-    model: &M46,
-    loader: &BatchLoader,
-    target: Target,
-) -> Result<(f64, Option<f64>, Option<f64>)> {
-    let (mut loss, mut abs, mut correct, mut n) = (0.0, 0.0, 0.0, 0usize);
+/// What one pass over the validation fold gives.
+#[derive(Clone, Debug, Default)]
+pub struct Validation {
+    pub loss: f64,
+    pub mae_months: Option<f64>,
+    pub accuracy: Option<f64>,
+    /// Age models: each image's prediction and truth in months, in loader order.
+    pub pred_months: Vec<f64>,
+    pub truth_months: Vec<f64>,
+}
+
+impl Validation {
+    /// (loss, MAE, accuracy), as [`crate::metrics::EpochMetrics::new`] takes them.
+    pub fn summary(&self) -> (f64, Option<f64>, Option<f64>) {
+        (self.loss, self.mae_months, self.accuracy)
+    }
+
+    /// The linear recalibration these predictions call for (age models).
+    pub fn calibration(&self) -> Option<crate::calibration::Calibration> {
+        crate::calibration::Calibration::fit(&self.pred_months, &self.truth_months)
+    }
+}
+
+/// Validation loss, MAE in months (age) or accuracy (sex), and the age predictions.
+pub fn validate(model: &M46, loader: &BatchLoader, target: Target) -> Result<Validation> {
+    let (mut loss, mut correct, mut n) = (0.0, 0.0, 0usize);
+    let (mut pred, mut truth) = (Vec::new(), Vec::new());
     tch::no_grad(|| -> Result<()> {
         for batch in loader.epoch(0) {
             let out = model
                 .forward(&batch.images, Some(&batch.male), false)
-                .to_kind(Kind::Float);
+                .to_kind(Kind::Float); // [N, 1]
             let k = batch.ids.len();
             loss += f64::try_from(loss_fn(target, &out, &batch.targets))? * k as f64;
             match target {
                 Target::Age => {
-                    abs +=
-                        f64::try_from((&out - &batch.targets).abs().sum(Kind::Double))? * AGE_SCALE
+                    let months = |t: &Tensor| -> Result<Vec<f64>> {
+                        let v = Vec::<f64>::try_from(t.to_kind(Kind::Double).flatten(0, -1))?;
+                        Ok(v.into_iter().map(|y| y * AGE_SCALE + AGE_CENTER).collect())
+                    };
+                    pred.extend(months(&out)?);
+                    truth.extend(months(&batch.targets)?);
                 }
                 Target::Sex => {
                     correct += f64::try_from(
@@ -124,7 +158,23 @@ pub fn validate(
     })?;
     let n = n as f64;
     Ok(match target {
-        Target::Age => (loss / n, Some(abs / n), None),
-        Target::Sex => (loss / n, None, Some(correct / n)),
+        Target::Age => Validation {
+            loss: loss / n,
+            mae_months: Some(
+                pred.iter()
+                    .zip(&truth)
+                    .map(|(p, t)| (p - t).abs())
+                    .sum::<f64>()
+                    / n,
+            ),
+            accuracy: None,
+            pred_months: pred,
+            truth_months: truth,
+        },
+        Target::Sex => Validation {
+            loss: loss / n,
+            accuracy: Some(correct / n),
+            ..Default::default()
+        },
     })
 }

@@ -61,11 +61,13 @@ pub mod augment;
 pub mod loader;
 
 // 4. The model (`[model]`) and its checkpoints.
+pub mod calibration;
 pub mod checkpoint;
 pub mod model;
 
 // 5. Training (`[train]`): schedule, optimiser, one epoch, its record, the run directory.
 pub mod commit;
+pub mod ema;
 pub mod epoch;
 pub mod metrics;
 pub mod optim;

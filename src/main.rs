@@ -168,6 +168,7 @@ fn model(input: [i64; 3], sex_input: bool, target: TargetArg) -> Result<()> {
         ModelConfig {
             target: target.into(),
             sex_input,
+            ..Default::default()
         },
     )?;
     println!("{:<28} {:>16} {:>12}", "layer", "output", "parameters");

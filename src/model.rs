@@ -40,6 +40,9 @@ pub struct ModelConfig {
     pub target: Target,
     /// Concatenate sex (±1) to the flattened features (off in the recipe).
     pub sex_input: bool,
+    /// Dropout before `fc1` and `fc2` in training (the recipe: 0.3; 0 turns it off, as the
+    /// training-step parity test with PyTorch needs).
+    pub dropout: f64,
 }
 
 impl Default for ModelConfig {
@@ -47,6 +50,7 @@ impl Default for ModelConfig {
         Self {
             target: Target::Age,
             sex_input: false,
+            dropout: DROPOUT,
         }
     }
 }
@@ -175,8 +179,8 @@ impl M46 {
             let m = male.expect("this model takes sex as an input");
             x = Tensor::cat(&[x, m.to_kind(Kind::Float) * 2.0 - 1.0], 1);
         }
-        let x = x.dropout(DROPOUT, train).apply(&self.fc1).elu();
-        let x = x.dropout(DROPOUT, train).apply(&self.fc2).elu();
+        let x = x.dropout(self.config.dropout, train).apply(&self.fc1).elu();
+        let x = x.dropout(self.config.dropout, train).apply(&self.fc2).elu();
         x.apply(&self.fc3) // [N, 1]
     }
 

@@ -1,6 +1,7 @@
-//! Adam (PyTorch semantics, L2 weight decay) with state we can save and restore, so a
-//! resumed run continues with the same moments (tch's built-in optimizers keep theirs
-//! inside libtorch, out of reach).
+//! Adam and AdamW (torch.optim semantics: L2 or decoupled weight decay) with state we can
+//! save and restore, so a resumed run continues with the same moments (tch's built-in
+//! optimizers keep theirs inside libtorch, out of reach), and global gradient-norm
+//! clipping as torch.nn.utils.clip_grad_norm_.
 use std::collections::HashMap;
 use std::path::Path;
 
@@ -10,6 +11,19 @@ use crate::error::{Error, Result};
 
 extern "C" {
     fn bone_age_reset_grad(tensor: *mut std::ffi::c_void);
+    fn bone_age_adam_step(
+        param: *mut std::ffi::c_void,
+        exp_avg: *mut std::ffi::c_void,
+        exp_avg_sq: *mut std::ffi::c_void,
+        step: i64,
+        lr: f64,
+        beta1: f64,
+        beta2: f64,
+        eps: f64,
+        weight_decay: f64,
+        decoupled: i32,
+    );
+    fn bone_age_clip_grad_norm(params: *const *mut std::ffi::c_void, n: i64, max_norm: f64) -> f64;
 }
 
 #[derive(Debug)]
@@ -18,6 +32,8 @@ pub struct Adam {
     pub betas: (f64, f64),
     pub eps: f64,
     pub weight_decay: f64,
+    /// Decoupled weight decay (AdamW) instead of L2 in the gradient (Adam).
+    pub decoupled: bool,
     /// Steps taken (bias correction).
     pub step: i64,
     /// Learning-rate multiplier per parameter, in `params` order (1 unless set).
@@ -28,26 +44,58 @@ pub struct Adam {
 }
 
 impl Adam {
-    /// Over the trainable variables of `vs`, in name order.
+    /// Over the trainable variables of `vs`, in the order the model created them (as
+    /// PyTorch's `parameters()`, which the total norm of gradient clipping sums in).
     pub fn new(vs: &nn::VarStore, lr: f64, betas: (f64, f64), weight_decay: f64) -> Self {
+        let created: HashMap<usize, usize> = vs
+            .trainable_variables()
+            .iter()
+            .enumerate()
+            .map(|(i, t)| (t.data_ptr() as usize, i))
+            .collect();
         let mut params: Vec<(String, Tensor)> = vs
             .variables()
             .into_iter()
             .filter(|(_, t)| t.requires_grad())
             .collect();
-        params.sort_by(|a, b| a.0.cmp(&b.0));
+        params.sort_by_key(|(name, t)| {
+            (created.get(&(t.data_ptr() as usize)).copied(), name.clone())
+        });
         let zeros = |p: &[(String, Tensor)]| p.iter().map(|(_, t)| t.zeros_like()).collect();
         Self {
             lr,
             betas,
             eps: 1e-8,
             weight_decay,
+            decoupled: false,
             step: 0,
             exp_avg: zeros(&params),
             exp_avg_sq: zeros(&params),
             scales: vec![1.0; params.len()],
             params,
         }
+    }
+
+    /// The same over `vs` as `[train]` configures it: Adam or AdamW, and the head's rate.
+    pub fn from_config(vs: &nn::VarStore, tc: &crate::schedule::TrainConfig) -> Self {
+        let mut opt = Self::new(vs, tc.lr, (tc.betas[0], tc.betas[1]), tc.weight_decay);
+        opt.decoupled = tc.optimizer == crate::schedule::OptimizerKind::AdamW;
+        opt.scale_lr("fc", tc.head_lr_scale);
+        opt
+    }
+
+    /// Scales every gradient by `max_norm / total` when their global L2 norm `total`
+    /// exceeds `max_norm` (torch.nn.utils.clip_grad_norm_, op for op: csrc/adam.cpp);
+    /// returns `total`.
+    pub fn clip_grad_norm(&mut self, max_norm: f64) -> f64 {
+        let ptrs: Vec<*mut std::ffi::c_void> = self
+            .params
+            .iter_mut()
+            .map(|(_, p)| p.as_mut_ptr().cast())
+            .collect();
+        // SAFETY: every pointer is a live tensor handle owned by this optimizer, for the
+        // length of the call; the call only reads and scales their gradients.
+        unsafe { bone_age_clip_grad_norm(ptrs.as_ptr(), ptrs.len() as i64, max_norm) }
     }
 
     /// Multiplies the learning rate of the parameters whose name starts with `prefix`.
@@ -69,43 +117,35 @@ impl Adam {
         }
     }
 
-    /// One update from the gradients in place.
+    /// One update from the gradients in place, as torch.optim.Adam/AdamW's single-tensor
+    /// step on the CPU, op for op (csrc/adam.cpp): two temporaries per parameter.
     pub fn step(&mut self) {
         self.step += 1;
         let (b1, b2) = self.betas;
-        let bias1 = 1.0 - b1.powi(self.step as i32);
-        let bias2 = 1.0 - b2.powi(self.step as i32);
-        tch::no_grad(|| {
-            for ((((_, p), m), v), scale) in self
-                .params
-                .iter_mut()
-                .zip(&mut self.exp_avg)
-                .zip(&mut self.exp_avg_sq)
-                .zip(&self.scales)
-            {
-                let g = p.grad();
-                if !g.defined() {
-                    continue;
-                }
-                let g = if self.weight_decay != 0.0 {
-                    g + &*p * self.weight_decay
-                } else {
-                    g
-                };
-                // In place, as torch.optim.Adam's single-tensor step: two temporaries per
-                // parameter (g·(1−β₂) and the denominator), not eight.
-                let _ = m.lerp_(&g, 1.0 - b1);
-                let _ = v.g_mul_scalar_(b2).addcmul_(&g, &(&g * (1.0 - b2)));
-                let mut denom = v.sqrt();
-                let step = self.lr * scale / bias1;
-                // p += m / (denom / −step)  ==  p − step · m / denom
-                let _ = denom
-                    .g_div_scalar_(bias2.sqrt())
-                    .g_add_scalar_(self.eps)
-                    .g_div_scalar_(-step);
-                let _ = p.addcdiv_(m, &denom);
+        for ((((_, p), m), v), scale) in self
+            .params
+            .iter_mut()
+            .zip(&mut self.exp_avg)
+            .zip(&mut self.exp_avg_sq)
+            .zip(&self.scales)
+        {
+            // SAFETY: the three handles are live tensors owned by this optimizer; the call
+            // updates them in place under a no-grad guard and keeps no reference.
+            unsafe {
+                bone_age_adam_step(
+                    p.as_mut_ptr().cast(),
+                    m.as_mut_ptr().cast(),
+                    v.as_mut_ptr().cast(),
+                    self.step,
+                    self.lr * scale,
+                    b1,
+                    b2,
+                    self.eps,
+                    self.weight_decay,
+                    i32::from(self.decoupled),
+                )
             }
-        });
+        }
     }
 
     /// Writes the moments and step count to a safetensors file (a training run writes

@@ -28,8 +28,11 @@ pub struct Reading {
     pub target: Target,
     /// Bone age in months, within [`AGE_RANGE_MONTHS`] (age model), or P(male) (sex model).
     pub value: f64,
-    /// The network's output in the same units, before it was kept to the range.
+    /// The network's output in the same units (recalibrated when the checkpoint carries a
+    /// calibration), before it was kept to the range.
     pub raw: f64,
+    /// Whether the checkpoint's linear recalibration was applied.
+    pub calibrated: bool,
     /// Whether `raw` was outside the range and `value` is its nearest end.
     pub clamped: bool,
     /// Why this reading may not be trustworthy (empty when nothing looked wrong).
@@ -99,8 +102,12 @@ pub fn predict_file(ckpt: &Checkpoint, path: &Path, male: Option<bool>) -> Resul
         });
     }
     let target = ckpt.model.config.target;
+    // The sidecar's recalibration, when the run fitted one (and it was not turned off).
     let raw = match target {
-        Target::Age => y * AGE_SCALE + AGE_CENTER,
+        Target::Age => {
+            let m = y * AGE_SCALE + AGE_CENTER;
+            ckpt.meta.calibration.map_or(m, |c| c.apply(m))
+        }
         Target::Sex => y,
     };
     let (lo, hi) = AGE_RANGE_MONTHS;
@@ -113,6 +120,7 @@ pub fn predict_file(ckpt: &Checkpoint, path: &Path, male: Option<bool>) -> Resul
         target,
         value,
         raw,
+        calibrated: target == Target::Age && ckpt.meta.calibration.is_some(),
         clamped: value != raw,
         warnings,
     };

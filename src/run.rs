@@ -1,6 +1,7 @@
 //! The run directory of a training run: the resolved `config.toml`, and after each epoch
 //! one checkpoint set — `last.safetensors` + `last.json`, `last.optim.safetensors` (Adam),
-//! `best.*` when validation improved, `metrics.csv` and the TensorBoard event file —
+//! `ema.*` (the weight average, when `train.ema_decay` is on), `best.*` when validation
+//! improved (the average's when there is one), `metrics.csv` and the TensorBoard event file —
 //! written through [`crate::commit`], so a kill at any moment leaves the set of the last
 //! finished epoch, and `--resume` continues from exactly there.
 use std::path::{Path, PathBuf};
@@ -10,6 +11,7 @@ use tch::nn;
 use crate::checkpoint::{self, CheckpointMeta};
 use crate::commit::{self, Fault, Faults, WriteFn};
 use crate::config::Config;
+use crate::ema::Ema;
 use crate::error::{Error, Result};
 use crate::metrics::{read_metrics, write_metrics, EpochMetrics, METRICS};
 use crate::optim::Adam;
@@ -17,6 +19,7 @@ use crate::optim::Adam;
 pub const LAST: &str = "last.safetensors";
 pub const BEST: &str = "best.safetensors";
 pub const OPTIM: &str = "last.optim.safetensors";
+pub const EMA: &str = "ema.safetensors";
 pub const CONFIG: &str = "config.toml";
 
 /// An open run directory.
@@ -70,6 +73,10 @@ impl RunDir {
         self.path.join(BEST)
     }
 
+    pub fn ema(&self) -> PathBuf {
+        self.path.join(EMA)
+    }
+
     /// Whether a committed set still waits to be moved into place (a failed rename).
     pub fn has_pending_commit(&self) -> bool {
         commit::is_pending(&self.path)
@@ -98,33 +105,38 @@ impl RunDir {
         config.save(&path)
     }
 
-    /// Restores weights and Adam state from the last set; returns its sidecar and the
-    /// history up to it.
+    /// Restores weights, Adam state and the weight average (when `ema` is given) from the
+    /// last set; returns its sidecar and the history up to it.
     pub fn restore(
         &self,
         vs: &mut nn::VarStore,
         opt: &mut Adam,
+        ema: Option<&mut Ema>,
     ) -> Result<(CheckpointMeta, Vec<EpochMetrics>)> {
         let meta = checkpoint::read_meta(&self.last())?;
         checkpoint::load_weights(vs, &self.last())?;
         opt.load(&self.path.join(OPTIM))?;
+        if let Some(ema) = ema {
+            ema.load(&self.ema())?;
+        }
         let mut history = read_metrics(&self.path)?;
         history.retain(|m| m.epoch <= meta.epoch);
         Ok((meta, history))
     }
 
-    /// Writes one epoch's set: last (and best when `improved`), the optimizer, the metrics
-    /// and the event file. On failure (a full disk) the previous set is untouched.
+    /// Writes one epoch's set: last (and best when it improved), the weight average, the
+    /// optimizer, the metrics and the event file. On failure (a full disk) the previous
+    /// set is untouched.
     pub fn save_epoch(
         &mut self,
         vs: &nn::VarStore,
         opt: &Adam,
-        meta: &CheckpointMeta,
-        improved: bool,
+        set: EpochSet<'_>,
         history: &[EpochMetrics],
     ) -> Result<()> {
         // `last` is serialised once; an improved epoch's `best` is a second name for the
-        // staged file (a copy where the file system has no hard links).
+        // staged file it is (a copy where the file system has no hard links).
+        let last = set.last;
         let mut files: Vec<(String, WriteFn<'_>)> = vec![
             (
                 LAST.into(),
@@ -132,13 +144,23 @@ impl RunDir {
             ),
             (
                 sidecar_name(LAST),
-                Box::new(move |p: &Path| checkpoint::write_meta(meta, p)),
+                Box::new(move |p: &Path| checkpoint::write_meta(last, p)),
             ),
         ];
-        if improved {
+        let mut best = (LAST, last);
+        if let Some((meta, ema)) = set.averaged {
+            files.push((EMA.into(), Box::new(move |p: &Path| ema.save(p))));
+            files.push((
+                sidecar_name(EMA),
+                Box::new(move |p: &Path| checkpoint::write_meta(meta, p)),
+            ));
+            best = (EMA, meta);
+        }
+        if set.improved {
+            let (from, meta) = best;
             files.push((
                 BEST.into(),
-                Box::new(|p: &Path| same_as(&p.with_file_name(LAST), p)),
+                Box::new(move |p: &Path| same_as(&p.with_file_name(from), p)),
             ));
             files.push((
                 sidecar_name(BEST),
@@ -157,6 +179,16 @@ impl RunDir {
         ));
         commit::commit(&self.path, files, &mut self.faults)
     }
+}
+
+/// What one epoch writes: `last`'s sidecar (the raw weights), the weight average with its
+/// sidecar when there is one, and whether validation improved (then `best` is the
+/// average, or `last` without one).
+#[derive(Clone, Copy, Debug)]
+pub struct EpochSet<'a> {
+    pub last: &'a CheckpointMeta,
+    pub averaged: Option<(&'a CheckpointMeta, &'a Ema)>,
+    pub improved: bool,
 }
 
 /// `best.json` for `best.safetensors`.

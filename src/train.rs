@@ -21,6 +21,8 @@ use crate::cache::ImageCache;
 use crate::checkpoint::{CheckpointMeta, Versions};
 use crate::commit::Fault;
 use crate::config::Config;
+use crate::ema::Ema;
+use crate::epoch::Validation;
 use crate::error::{Error, Result};
 use crate::loader::{BatchLoader, LoaderConfig};
 use crate::metrics::EpochMetrics;
@@ -75,24 +77,61 @@ pub fn train(
     let mut vs = nn::VarStore::new(device);
     let model = M46::new(&vs.root(), input, config.model.clone())?;
     let tc = &config.train;
-    let mut opt = Adam::new(&vs, tc.lr, (tc.betas[0], tc.betas[1]), tc.weight_decay);
-    opt.scale_lr("fc", tc.head_lr_scale);
+    let mut opt = Adam::from_config(&vs, tc);
+    let mut ema = (tc.ema_decay > 0.0).then(|| Ema::new(&vs, tc.ema_decay));
     let mut record = Record::default();
     if options.resume && run.last().exists() {
-        record = Record::restore(&run, &mut vs, &mut opt)?;
+        record = Record::restore(&run, &mut vs, &mut opt, ema.as_mut())?;
     }
     runtime::cuda_setup(&mut vs, tc.cudnn_benchmark, tc.channels_last, tc.autocast);
 
     let progress = options.progress;
     for epoch in record.next_epoch()..=tc.epochs {
         let started = Instant::now();
-        let trained = train_one_epoch(&model, &mut opt, &batches, config, epoch, progress);
+        let trained = train_one_epoch(
+            &model,
+            &mut opt,
+            ema.as_mut(),
+            &batches,
+            config,
+            epoch,
+            progress,
+        );
         let (train_loss, seen) = trained.map_err(|e| diverged(e, &run))?;
         let speed = seen as f64 / started.elapsed().as_secs_f64();
-        let val = validate(&model, &held_out, config.model.target)?;
+        let target = config.model.target;
+        let raw = validate(&model, &held_out, target)?;
+        // With weight averaging the average is what is validated, chosen and kept as best.
+        let averaged = match &ema {
+            Some(ema) => Some(ema.with_average(|| validate(&model, &held_out, target))?),
+            None => None,
+        };
+        if let Some(avg) = &averaged {
+            tracing::info!(
+                epoch,
+                raw_val_mae = raw.mae_months,
+                ema_val_mae = avg.mae_months,
+                "validation of the raw and the averaged weights"
+            );
+        }
+        let chosen = averaged.as_ref().unwrap_or(&raw);
         let seconds = started.elapsed().as_secs_f64();
-        let metrics = EpochMetrics::new(epoch, train_loss, val, opt.lr, seconds, speed);
-        record_epoch(&mut run, &vs, &opt, config, input, &mut record, &metrics)?;
+        let metrics =
+            EpochMetrics::new(epoch, train_loss, chosen.summary(), opt.lr, seconds, speed);
+        let epoch_record = EpochRecord {
+            metrics: &metrics,
+            raw: &raw,
+            averaged: averaged.as_ref().zip(ema.as_ref()),
+        };
+        record_epoch(
+            &mut run,
+            &vs,
+            &opt,
+            config,
+            input,
+            &mut record,
+            epoch_record,
+        )?;
         on_epoch(&metrics);
         if options.stop_after_epoch == Some(epoch) {
             break;
@@ -174,9 +213,14 @@ impl Default for Record {
 }
 
 impl Record {
-    /// Weights, Adam moments and the history of the run's last set.
-    fn restore(run: &RunDir, vs: &mut nn::VarStore, opt: &mut Adam) -> Result<Record> {
-        let (meta, history) = run.restore(vs, opt)?;
+    /// Weights, Adam moments, the weight average and the history of the run's last set.
+    fn restore(
+        run: &RunDir,
+        vs: &mut nn::VarStore,
+        opt: &mut Adam,
+        ema: Option<&mut Ema>,
+    ) -> Result<Record> {
+        let (meta, history) = run.restore(vs, opt, ema)?;
         tracing::info!(epoch = meta.epoch, "resumed");
         Ok(Record {
             epoch: meta.epoch,
@@ -190,6 +234,14 @@ impl Record {
     }
 }
 
+/// One finished epoch: its metrics (of the validated weights), the raw weights'
+/// validation, and the average's when weights are averaged.
+struct EpochRecord<'a> {
+    metrics: &'a EpochMetrics,
+    raw: &'a Validation,
+    averaged: Option<(&'a Validation, &'a Ema)>,
+}
+
 /// Records a finished epoch: the checkpoint set (best too when validation improved),
 /// metrics and events in one commit, then the training curves.
 fn record_epoch(
@@ -199,21 +251,39 @@ fn record_epoch(
     config: &Config,
     input: [i64; 3],
     record: &mut Record,
-    metrics: &EpochMetrics,
+    epoch: EpochRecord<'_>,
 ) -> Result<()> {
+    let metrics = epoch.metrics;
     let improved = metrics.val_loss < record.best_loss;
     record.best_loss = record.best_loss.min(metrics.val_loss);
     record.history.push(metrics.clone());
     record.epoch = metrics.epoch;
-    let meta = CheckpointMeta {
+    let calibrate = |v: &Validation| config.train.calibrate.then(|| v.calibration()).flatten();
+    let meta = |v: &Validation, m: EpochMetrics| CheckpointMeta {
         config: config.clone(),
         epoch: metrics.epoch,
-        metrics: metrics.clone(),
+        metrics: m,
         best_val_loss: record.best_loss,
         input_shape: input,
         versions: Versions::current(),
+        calibration: calibrate(v),
     };
-    run.save_epoch(vs, opt, &meta, improved, &record.history)
+    let raw_metrics = EpochMetrics {
+        val_loss: epoch.raw.loss,
+        val_mae_months: epoch.raw.mae_months,
+        val_accuracy: epoch.raw.accuracy,
+        ..metrics.clone()
+    };
+    let last = meta(epoch.raw, raw_metrics);
+    let averaged = epoch
+        .averaged
+        .map(|(v, ema)| (meta(v, metrics.clone()), ema));
+    let set = crate::run::EpochSet {
+        last: &last,
+        averaged: averaged.as_ref().map(|(m, e)| (m, *e)),
+        improved,
+    };
+    run.save_epoch(vs, opt, set, &record.history)
         .map_err(|e| unsaved(e, metrics.epoch, run))?;
     // A figure is a convenience: failing to draw it must not stop training.
     let curves = crate::plot::TrainingCurves {

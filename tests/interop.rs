@@ -64,45 +64,80 @@ fn pytorch_m46_matches_our_outputs() {
     }
 }
 
-#[test]
-fn two_adam_steps_match_torch_optim_adam() {
+/// Ten training steps from the same weights over the same three batches (train mode,
+/// dropout off) with `optimizer`, then every weight and BatchNorm running statistic
+/// against torch.optim's on the same net (`scripts/m46.py steps`).
+fn training_steps_match_torch(tc: bone_age::TrainConfig) {
     let _turn = serial();
+    // One thread, as the Python side: the same summation order (see m46.py `steps`).
+    tch::set_num_threads(1);
     let dir = tempfile::tempdir().unwrap();
     tch::manual_seed(5);
-    let (vs, m) = net([1, 128, 128], ModelConfig::default());
-    let mut opt = bone_age::optim::Adam::new(&vs, 1e-3, (0.5, 0.999), 0.0);
-    let named = |f: &dyn Fn(&Tensor) -> Tensor| -> Vec<(String, Tensor)> {
+    let model = ModelConfig {
+        dropout: 0.0,
+        ..Default::default()
+    };
+    let (vs, m) = net([1, 128, 128], model);
+    let all = || -> Vec<(String, Tensor)> {
         let mut v: Vec<_> = vs
             .variables()
             .into_iter()
-            .filter(|(_, t)| t.requires_grad())
-            .map(|(k, t)| (k, f(&t)))
+            .map(|(k, t)| (k, t.detach().copy()))
             .collect();
         v.sort_by(|a, b| a.0.cmp(&b.0));
         v
     };
-    Tensor::write_safetensors(
-        &named(&|t| t.detach().copy()),
-        dir.path().join("before.safetensors"),
-    )
-    .unwrap();
-    for k in 1..=2 {
-        let x = Tensor::randn([4, 1, 128, 128], (Kind::Float, Device::Cpu));
-        let y = Tensor::randn([4, 1], (Kind::Float, Device::Cpu));
-        let loss = bone_age::epoch::loss_fn(bone_age::Target::Age, &m.forward(&x, None, true), &y);
+    Tensor::write_safetensors(&all(), dir.path().join("before.safetensors")).unwrap();
+    let mut batches = Vec::new();
+    for k in 0..3 {
+        let x = Tensor::randn([8, 1, 128, 128], (Kind::Float, Device::Cpu)); // [N, 1, H, W]
+        let y = Tensor::randn([8, 1], (Kind::Float, Device::Cpu)) * 0.3; // [N, 1]
+        batches.push((format!("x{k}"), x));
+        batches.push((format!("y{k}"), y));
+    }
+    Tensor::write_safetensors(&batches, dir.path().join("batches.safetensors")).unwrap();
+    let mut opt = bone_age::optim::Adam::from_config(&vs, &tc);
+    let steps = 10;
+    for k in 0..steps {
+        let (x, y) = (&batches[2 * (k % 3)].1, &batches[2 * (k % 3) + 1].1);
+        let loss = bone_age::epoch::loss_fn(bone_age::Target::Age, &m.forward(x, None, true), y);
         opt.zero_grad();
         loss.backward();
-        let grads = named(&|t| t.grad().copy());
-        Tensor::write_safetensors(&grads, dir.path().join(format!("grads{k}.safetensors")))
-            .unwrap();
+        if tc.clip_grad_norm > 0.0 {
+            opt.clip_grad_norm(tc.clip_grad_norm);
+        }
         opt.step();
     }
-    Tensor::write_safetensors(
-        &named(&|t| t.detach().copy()),
-        dir.path().join("after.safetensors"),
-    )
-    .unwrap();
-    eprintln!("{}", m46_py("adam", dir.path(), "adam: max abs diff"));
+    Tensor::write_safetensors(&all(), dir.path().join("after.safetensors")).unwrap();
+    let spec = serde_json::json!({
+        "optimizer": serde_json::to_value(tc.optimizer).unwrap(),
+        "lr": tc.lr,
+        "betas": tc.betas,
+        "weight_decay": tc.weight_decay,
+        "clip_grad_norm": tc.clip_grad_norm,
+        "steps": steps,
+    });
+    std::fs::write(dir.path().join("steps.json"), spec.to_string()).unwrap();
+    eprintln!("{}", m46_py("steps", dir.path(), "steps:"));
+}
+
+#[test]
+fn ten_recipe_adam_steps_match_torch_optim_adam() {
+    // The recipe's Adam: lr 2e-5, betas (0.5, 0.999), no weight decay.
+    training_steps_match_torch(bone_age::TrainConfig::default());
+}
+
+#[test]
+fn ten_adamw_steps_with_clipping_match_torch_optim_adamw() {
+    // configs/rsna-128.toml's optimiser: AdamW with decoupled decay, gradient clipping.
+    training_steps_match_torch(bone_age::TrainConfig {
+        optimizer: bone_age::schedule::OptimizerKind::AdamW,
+        lr: 1e-3,
+        betas: [0.9, 0.999],
+        weight_decay: 0.05,
+        clip_grad_norm: 1.0,
+        ..Default::default()
+    });
 }
 
 #[test]

@@ -46,6 +46,7 @@ fn output_shapes_and_sex_head() {
         ModelConfig {
             target: Target::Sex,
             sex_input: false,
+            ..Default::default()
         },
     );
     let p = sex.predict(&x, None);

@@ -380,6 +380,7 @@ fn predictions_csv_reads_back_and_bad_rows_name_the_line() {
         median_abs_error_months: Some(1.5),
         accuracy: None,
         tta: 0,
+        calibration: None,
         out_of_range: 0,
         predictions: predictions(),
     };

@@ -595,6 +595,67 @@ fn predictions_outside_the_trained_range_are_kept_to_it_and_flagged() {
 }
 
 #[test]
+fn a_stored_recalibration_is_applied_by_evaluate_and_predict_unless_turned_off() {
+    let f = fixture();
+    let dir = tempfile::tempdir().unwrap();
+    let w = f.copy_checkpoint(dir.path());
+    // A recalibration that doubles and shifts: months ↦ 2 · months − 100.
+    let sidecar = w.with_extension("json");
+    let mut meta: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&sidecar).unwrap()).unwrap();
+    meta["calibration"] = serde_json::json!({"slope": 2.0, "intercept": -100.0, "n": 8});
+    std::fs::write(&sidecar, meta.to_string()).unwrap();
+    let img = f.data.join("test/25.png");
+    let predict = |extra: &[&str]| {
+        let mut a = vec!["predict", img.to_str().unwrap(), "--checkpoint"];
+        a.push(w.to_str().unwrap());
+        a.push("--json");
+        a.extend(extra);
+        let out = f.cli(&a);
+        assert!(out.status.success(), "{}", stderr(&out));
+        serde_json::from_slice::<serde_json::Value>(&out.stdout).unwrap()
+    };
+    let (on, off) = (predict(&[]), predict(&["--no-calibration"]));
+    let (raw_on, raw_off) = (on["raw"].as_f64().unwrap(), off["raw"].as_f64().unwrap());
+    assert!(
+        (raw_on - (2.0 * raw_off - 100.0)).abs() < 1e-6,
+        "{on} {off}"
+    );
+    assert_eq!(
+        (&on["calibrated"], &off["calibrated"]),
+        (&true.into(), &false.into())
+    );
+    let evaluate = |extra: &[&str]| {
+        let out_dir = dir.path().join(format!("eval{}", extra.len()));
+        let mut a = vec![
+            "evaluate",
+            "--checkpoint",
+            w.to_str().unwrap(),
+            "--data-dir",
+        ];
+        a.extend([
+            f.data.to_str().unwrap(),
+            "--split",
+            "test",
+            "--json",
+            "--out",
+        ]);
+        a.push(out_dir.to_str().unwrap());
+        a.extend(extra);
+        let out = f.cli(&a);
+        assert!(out.status.success(), "{}", stderr(&out));
+        let e: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        let preds = std::fs::read_to_string(out_dir.join("predictions.csv")).unwrap();
+        (e, preds)
+    };
+    let ((e_on, p_on), (e_off, p_off)) = (evaluate(&[]), evaluate(&["--no-calibration"]));
+    assert_eq!(e_on["calibration"]["slope"], 2.0, "{e_on}");
+    assert!(e_off["calibration"].is_null(), "{e_off}");
+    assert_ne!(e_on["mae_months"], e_off["mae_months"]);
+    assert_ne!(p_on, p_off);
+}
+
+#[test]
 fn one_bad_file_does_not_stop_the_others() {
     let f = fixture();
     let dir = tempfile::tempdir().unwrap();

@@ -15,32 +15,49 @@ use tch::{Device, Kind, Tensor};
 #[test]
 fn a_tiny_batch_overfits() {
     let _turn = serial();
-    tch::manual_seed(1);
-    let (vs, m) = net([1, 128, 128], ModelConfig::default());
-    let x = Tensor::randn([8, 1, 128, 128], (Kind::Float, Device::Cpu));
-    let y = Tensor::rand([8, 1], (Kind::Float, Device::Cpu)) * 2.0 - 1.0;
-    let mut opt = bone_age::optim::Adam::new(&vs, 1e-3, (0.9, 0.999), 0.0);
-    let eval_loss =
-        || f64::try_from(m.predict(&x, None).l1_loss(&y, tch::Reduction::Mean)).unwrap();
-    let before = eval_loss();
-    let mut curve = Vec::new(); // eval-mode L1 every 20 steps
-                                // 80 steps at 1e-3, then 40 at 1e-4 so the weights settle: at a constant 1e-3 the
-                                // eval-mode loss keeps jumping between 0.10 and 0.24 from one step to the next.
-    for step in 0..120 {
-        opt.lr = if step < 80 { 1e-3 } else { 1e-4 };
-        let loss = m.forward(&x, None, true).l1_loss(&y, tch::Reduction::Mean);
-        opt.zero_grad();
-        loss.backward();
-        opt.step();
-        if step % 20 == 19 {
-            curve.push(eval_loss());
+    // Overfitting is about the training loss: train-mode BatchNorm (the batch's own
+    // statistics) and no dropout, so the loss measured is the one being minimised. The
+    // eval-mode loss on 8 random images swings between 0.08 and 0.24 from step to step
+    // (its running statistics lag), which made this test depend on the last step's luck.
+    // OVERFIT_SEEDS=1,2,3,4 checks the margin over seeds: 0.010, 0.011, 0.049 and 0.015
+    // against the bound of 0.1, measured 2026-12-01.
+    let seeds: Vec<i64> = std::env::var("OVERFIT_SEEDS").map_or(vec![1], |v| {
+        v.split(',').map(|s| s.trim().parse().unwrap()).collect()
+    });
+    for seed in seeds {
+        tch::manual_seed(seed);
+        let model = ModelConfig {
+            dropout: 0.0,
+            ..Default::default()
+        };
+        let (vs, m) = net([1, 128, 128], model);
+        let x = Tensor::randn([8, 1, 128, 128], (Kind::Float, Device::Cpu)); // [N, 1, H, W]
+        let y = Tensor::rand([8, 1], (Kind::Float, Device::Cpu)) * 2.0 - 1.0; // [N, 1]
+        let mut opt = bone_age::optim::Adam::new(&vs, 1e-3, (0.9, 0.999), 0.0);
+        let train_loss = || {
+            tch::no_grad(|| {
+                f64::try_from(m.forward(&x, None, true).l1_loss(&y, tch::Reduction::Mean)).unwrap()
+            })
+        };
+        let before = train_loss();
+        let mut curve = Vec::new(); // every 20 steps
+        for step in 0..120 {
+            opt.lr = if step < 80 { 1e-3 } else { 1e-4 };
+            let loss = m.forward(&x, None, true).l1_loss(&y, tch::Reduction::Mean);
+            opt.zero_grad();
+            loss.backward();
+            opt.step();
+            if step % 20 == 19 {
+                curve.push(train_loss());
+            }
         }
+        let after = train_loss();
+        assert!(
+            after < 0.2 * before && after < 0.1,
+            "seed {seed}: L1 {before:.3} → {after:.3} ({curve:.3?})"
+        );
+        eprintln!("seed {seed}: L1 {before:.3} → {after:.3} ({curve:.3?})");
     }
-    let after = eval_loss();
-    assert!(
-        after < 0.2 * before && after < 0.1,
-        "L1 {before:.3} → {after:.3} ({curve:.3?})"
-    );
 }
 
 #[test]
@@ -48,8 +65,9 @@ fn phantom_training_beats_the_mean_predictor_then_evaluates_and_predicts() {
     let _turn = serial();
     let dir = tempfile::tempdir().unwrap();
     let (data, mut config) = phantom(dir.path(), 500);
-    // configs/demo.toml's optimiser: a fast cosine schedule, stabilised by a one-epoch
-    // warmup and the head at a tenth of the rate.
+    // The optimiser configs/demo.toml had before issue 13 (its bounds were measured on it
+    // over seeds): a fast cosine schedule, stabilised by a one-epoch warmup and the head
+    // at a tenth of the rate.
     config.train.epochs = 15;
     config.train.lr = 3e-4;
     config.train.schedule = Schedule::Cosine { min_lr: 1e-5 };
@@ -166,6 +184,15 @@ fn resumed_run_ends_with_the_same_weights() {
     let (data, mut config) = phantom(dir.path(), 40);
     config.train.epochs = 3;
     config.train.lr = 1e-3;
+    // Every stateful ingredient on: AdamW, clipping, the one-cycle schedule, the weight
+    // average (restored from ema.safetensors) and the fitted recalibration.
+    config.train.optimizer = bone_age::schedule::OptimizerKind::AdamW;
+    config.train.weight_decay = 0.05;
+    config.train.clip_grad_norm = 1.0;
+    config.train.schedule = bone_age::Schedule::WarmupCosine { min_lr: 1e-5 };
+    config.train.warmup_epochs = 0.5;
+    config.train.ema_decay = 0.9;
+    config.train.calibrate = true;
     let full = dir.path().join("full");
     bone_age::train(&config, &data, &full, &quiet(), |_| {}).unwrap();
 
@@ -193,14 +220,31 @@ fn resumed_run_ends_with_the_same_weights() {
         [1, 2, 3]
     );
 
-    let (a, b) = (
-        weights(&full.join("last.safetensors")),
-        weights(&killed.join("last.safetensors")),
-    );
-    assert_eq!(a.len(), b.len());
-    for ((name, x), (_, y)) in a.iter().zip(&b) {
-        assert!(x.equal(y), "{name} differs after resume");
+    for file in ["last.safetensors", "ema.safetensors", "best.safetensors"] {
+        let (a, b) = (weights(&full.join(file)), weights(&killed.join(file)));
+        assert_eq!(a.len(), b.len());
+        for ((name, x), (_, y)) in a.iter().zip(&b) {
+            assert!(x.equal(y), "{file}: {name} differs after resume");
+        }
     }
+    // The average is what was validated: best is a copy of an epoch's ema, and the raw
+    // weights (last) differ from it.
+    let meta = |f: &str| bone_age::checkpoint::read_meta(&full.join(f)).unwrap();
+    let (last, ema) = (meta("last.safetensors"), meta("ema.safetensors"));
+    let history = summary.history.last().unwrap();
+    assert_eq!(ema.metrics.val_mae_months, history.val_mae_months);
+    assert_ne!(last.metrics.val_mae_months, ema.metrics.val_mae_months);
+    assert!(!weights(&full.join("last.safetensors"))
+        .iter()
+        .zip(weights(&full.join("ema.safetensors")))
+        .all(|((_, x), (_, y))| x.equal(&y)));
+    // Each sidecar carries the recalibration fitted to its own weights' predictions on the
+    // validation fold (8 of the 40 images), and a resumed run fits the same.
+    let (c_last, c_ema) = (last.calibration.unwrap(), ema.calibration.unwrap());
+    assert_eq!((c_last.n, c_ema.n), (8, 8));
+    assert_ne!(c_last, c_ema);
+    let resumed = bone_age::checkpoint::read_meta(&killed.join("ema.safetensors")).unwrap();
+    assert_eq!(resumed.calibration, ema.calibration);
 }
 
 #[test]

@@ -16,21 +16,28 @@ pub struct PredictArgs {
     /// Image files.
     #[arg(required = true)]
     images: Vec<PathBuf>,
-    /// A `*.safetensors` checkpoint with its `.json` sidecar.
-    #[arg(long, value_name = "FILE")]
+    /// A `*.safetensors` checkpoint with its `.json` sidecar, or a run directory: then its
+    /// weight average (ema), else best, else last.
+    #[arg(long, value_name = "FILE|RUN_DIR")]
     checkpoint: PathBuf,
     /// The patient's sex, M or F (required by models trained with sex as an input).
     #[arg(long, value_parser = parse_sex)]
     sex: Option<bool>,
-    /// Print one JSON object per image (path, target, value, raw, clamped, warnings, or error).
+    /// Print one JSON object per image (path, target, value, raw, calibrated, clamped,
+    /// warnings, or error).
     #[arg(long)]
     json: bool,
+    /// Report the network's own output, without the linear recalibration the checkpoint's
+    /// sidecar carries (runs trained with `train.calibrate`).
+    #[arg(long)]
+    no_calibration: bool,
 }
 
 #[derive(Args)]
 pub struct EvaluateArgs {
-    /// A `*.safetensors` checkpoint with its `.json` sidecar.
-    #[arg(long, value_name = "FILE")]
+    /// A `*.safetensors` checkpoint with its `.json` sidecar, or a run directory: then its
+    /// weight average (ema), else best, else last.
+    #[arg(long, value_name = "FILE|RUN_DIR")]
     checkpoint: PathBuf,
     #[command(flatten)]
     source: DataSource,
@@ -46,7 +53,16 @@ pub struct EvaluateArgs {
     /// checkpoint's normalisation, imitating a washed-out scanner.
     #[arg(long, value_name = "LOW,HIGH", value_parser = parse_squeeze)]
     squeeze: Option<[u8; 2]>,
-    /// Where predictions.csv, metrics.json and the figures go [default: <checkpoint dir>/evaluation].
+    /// Robustness check: raise intensities (0–1) to this power before the checkpoint's
+    /// normalisation (e.g. 1.6: darker mid-tones, an underexposed or differently windowed
+    /// scanner). Applied after --squeeze when both are given.
+    #[arg(long, value_name = "GAMMA")]
+    darken: Option<f64>,
+    /// Score the network's own output, without the linear recalibration the checkpoint's
+    /// sidecar carries (runs trained with `train.calibrate`).
+    #[arg(long)]
+    no_calibration: bool,
+    /// Where predictions.csv, metrics.json and the figures go [default: <checkpoint's directory>/evaluation].
     #[arg(long, value_name = "DIR")]
     out: Option<PathBuf>,
     /// Print the metrics as one JSON object.
@@ -85,12 +101,19 @@ pub fn run(args: EvaluateArgs, config: &Config) -> Result<()> {
         validation,
         tta,
         squeeze,
+        darken,
+        no_calibration,
         out,
         json,
     } = args;
     let device = bone_age::runtime::init(&config.runtime)?;
     let mut ckpt = Checkpoint::load(&checkpoint, device)?;
     ckpt.meta.config.preprocess.squeeze = squeeze;
+    ckpt.meta.config.preprocess.darken = darken;
+    ckpt.meta.config.preprocess.validate()?;
+    if no_calibration {
+        ckpt.meta.calibration = None;
+    }
     let data_dir = source
         .data_dir
         .clone()
@@ -126,7 +149,7 @@ pub fn run(args: EvaluateArgs, config: &Config) -> Result<()> {
     )?;
     eval.set = set;
     let out = out.unwrap_or_else(|| {
-        checkpoint
+        ckpt.path
             .parent()
             .unwrap_or(std::path::Path::new("."))
             .join("evaluation")
@@ -156,7 +179,10 @@ pub fn run(args: EvaluateArgs, config: &Config) -> Result<()> {
 /// Predicts every image; one that fails is reported and the rest still run.
 pub fn predict(args: PredictArgs, config: &Config) -> Result<ExitCode> {
     let device = bone_age::runtime::init(&config.runtime)?;
-    let ckpt = Checkpoint::load(&args.checkpoint, device)?;
+    let mut ckpt = Checkpoint::load(&args.checkpoint, device)?;
+    if args.no_calibration {
+        ckpt.meta.calibration = None;
+    }
     let mut failed = 0;
     for path in &args.images {
         match bone_age::predict::predict_file(&ckpt, path, args.sex) {

@@ -46,6 +46,9 @@ pub struct Evaluation {
     pub accuracy: Option<f64>,
     /// Augmented passes averaged with the plain one (0 = none).
     pub tta: usize,
+    /// The linear recalibration from the checkpoint's sidecar applied to every age
+    /// prediction (`None`: uncalibrated, or turned off).
+    pub calibration: Option<crate::calibration::Calibration>,
     /// Age predictions outside 0–228 months (left as they are in the metrics).
     pub out_of_range: usize,
     #[serde(skip)]
@@ -62,6 +65,13 @@ impl std::fmt::Display for Evaluation {
         write!(f, "images            {}", self.images)?;
         if self.tta > 0 {
             write!(f, " (TTA: {} augmented passes)", self.tta)?;
+        }
+        if let Some(c) = self.calibration {
+            write!(
+                f,
+                "\ncalibration       {:.3} × prediction {:+.1} months (fitted on the validation fold)",
+                c.slope, c.intercept
+            )?;
         }
         if let (Some(mae), Some(med)) = (self.mae_months, self.median_abs_error_months) {
             write!(f, "\nMAE               {mae:.2} months")?;
@@ -199,6 +209,11 @@ pub fn evaluate(
     }
     let males = dataset::males(frame)?;
     let ages = labels;
+    let calibration = ckpt.meta.calibration.filter(|_| target == Target::Age);
+    let months = |out: f64| {
+        let m = out * AGE_SCALE + AGE_CENTER;
+        calibration.map_or(m, |c| c.apply(m))
+    };
     let predictions: Vec<Prediction> = ids
         .iter()
         .zip(outputs)
@@ -207,7 +222,7 @@ pub fn evaluate(
             male: males[row],
             boneage: ages.as_ref().map(|a| a[row]),
             predicted: match target {
-                Target::Age => out * AGE_SCALE + AGE_CENTER,
+                Target::Age => months(out),
                 Target::Sex => out,
             },
         })
@@ -240,6 +255,7 @@ pub fn evaluate(
                 / predictions.len().max(1) as f64
         }),
         tta,
+        calibration,
         out_of_range,
         predictions,
     })

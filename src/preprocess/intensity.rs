@@ -1,5 +1,6 @@
-//! Intensity: per-image normalisation (none, percentile stretch, CLAHE) and the grey-level
-//! histogram and percentiles it and the input checks use.
+//! Intensity: per-image normalisation (none, percentile stretch, CLAHE, histogram
+//! matching to a reference) and the grey-level histogram and percentiles it and the input
+//! checks use.
 use image::GrayImage;
 use serde::{Deserialize, Serialize};
 
@@ -15,6 +16,10 @@ pub enum Normalize {
     /// Contrast-limited adaptive histogram equalisation on a `tiles`×`tiles` grid;
     /// `clip_limit` is relative to the mean bin count (OpenCV's convention).
     Clahe { clip_limit: f64, tiles: u32 },
+    /// Histogram matching: map each grey level through the image's cumulative histogram
+    /// onto a reference one, a normal distribution of grey levels with this `mean` and
+    /// `sd` (0–255, cut to the range), so every scanner's image gets the same histogram.
+    Match { mean: f64, sd: f64 },
 }
 
 /// Applies `method` in place.
@@ -23,7 +28,43 @@ pub fn normalize(img: &mut GrayImage, method: Normalize) {
         Normalize::None => {}
         Normalize::Percentile { low, high } => percentile_stretch(img, low, high),
         Normalize::Clahe { clip_limit, tiles } => clahe(img, clip_limit, tiles),
+        Normalize::Match { mean, sd } => match_normal(img, mean, sd),
     }
+}
+
+/// The cumulative share of a normal(`mean`, `sd`) distribution cut to 0–255 at or below
+/// each grey level.
+fn normal_cdf_levels(mean: f64, sd: f64) -> [f64; 256] {
+    let density: Vec<f64> = (0..256)
+        .map(|v| (-0.5 * ((v as f64 - mean) / sd).powi(2)).exp())
+        .collect();
+    let total: f64 = density.iter().sum();
+    let mut cdf = [0.0; 256];
+    let mut acc = 0.0;
+    for (c, d) in cdf.iter_mut().zip(&density) {
+        acc += d / total;
+        *c = acc;
+    }
+    cdf
+}
+
+fn match_normal(img: &mut GrayImage, mean: f64, sd: f64) {
+    let hist = histogram(img.iter().copied());
+    let total: u64 = hist.iter().sum();
+    if total == 0 {
+        return;
+    }
+    let reference = normal_cdf_levels(mean, sd);
+    let mut lut = [0u8; 256];
+    let mut acc = 0u64;
+    for (v, &c) in hist.iter().enumerate() {
+        // The middle of this level's share of the image, mapped to the reference level
+        // whose cumulative share first reaches it.
+        let q = (acc as f64 + c as f64 / 2.0) / total as f64;
+        acc += c;
+        lut[v] = reference.iter().position(|&r| r >= q).unwrap_or(255) as u8;
+    }
+    img.iter_mut().for_each(|p| *p = lut[*p as usize]);
 }
 
 /// Counts of each grey level.
@@ -132,6 +173,40 @@ mod tests {
         );
         let (lo, hi) = img.iter().fold((255, 0), |(l, h), &p| (l.min(p), h.max(p)));
         assert_eq!((lo, hi), (0, 255));
+    }
+
+    #[test]
+    fn matching_gives_two_scanners_the_same_histogram() {
+        // One hand-like ramp as two scanners record it: full contrast, and washed out
+        // into 100–180 with darker mid-tones.
+        let full = GrayImage::from_fn(64, 64, |x, y| image::Luma([((x * 4 + y) % 256) as u8]));
+        let mut washed = full.clone();
+        washed.iter_mut().for_each(|p| {
+            *p = (100.0 + 80.0 * (*p as f64 / 255.0).powf(1.5)).round() as u8;
+        });
+        let method = Normalize::Match {
+            mean: 110.0,
+            sd: 50.0,
+        };
+        let (mut a, mut b) = (full.clone(), washed);
+        normalize(&mut a, method);
+        normalize(&mut b, method);
+        let mean = |i: &GrayImage| i.iter().map(|&p| p as f64).sum::<f64>() / i.len() as f64;
+        let sd = |i: &GrayImage| {
+            let m = mean(i);
+            (i.iter().map(|&p| (p as f64 - m).powi(2)).sum::<f64>() / i.len() as f64).sqrt()
+        };
+        for img in [&a, &b] {
+            assert!((mean(img) - 110.0).abs() < 4.0, "mean {}", mean(img));
+            assert!((sd(img) - 50.0).abs() < 5.0, "sd {}", sd(img));
+        }
+        // Order is kept: a brighter input pixel never maps darker.
+        let order = |i: &GrayImage| {
+            let mut pairs: Vec<(u8, u8)> = full.iter().copied().zip(i.iter().copied()).collect();
+            pairs.sort();
+            pairs.windows(2).all(|w| w[0].1 <= w[1].1)
+        };
+        assert!(order(&a) && order(&b));
     }
 
     #[test]

@@ -51,6 +51,11 @@ pub struct Preprocess {
     /// normalisation, imitating a washed-out scanner. Unset in training.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub squeeze: Option<[u8; 2]>,
+    /// Robustness checks only: raise intensities in [0, 1] to this power before
+    /// normalisation (above 1 darkens the mid-tones, imitating an underexposed or
+    /// differently windowed scanner). Applied after `squeeze`. Unset in training.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub darken: Option<f64>,
     /// Images with more pixels than this are refused (decompression bombs).
     pub max_pixels: u64,
 }
@@ -67,6 +72,7 @@ impl Default for Preprocess {
             margin: 0.1,
             normalize: Normalize::None,
             squeeze: None,
+            darken: None,
             max_pixels: 64 << 20,
         }
     }
@@ -96,6 +102,11 @@ impl Preprocess {
         if self.fit.is_some() && self.stretch.is_some() {
             return bad("fit and stretch exclude each other".into());
         }
+        if let Some(g) = self.darken {
+            if !(g.is_finite() && (0.1..=10.0).contains(&g)) {
+                return bad(format!("darken = {g} must be in [0.1, 10]"));
+            }
+        }
         if self.max_pixels == 0 {
             return bad("max_pixels = 0 refuses every image".into());
         }
@@ -108,6 +119,13 @@ impl Preprocess {
             Normalize::Clahe { clip_limit, tiles } if clip_limit < 1.0 || tiles == 0 => bad(
                 format!("clahe clip_limit = {clip_limit} must be >= 1, tiles = {tiles} >= 1"),
             ),
+            Normalize::Match { mean, sd }
+                if !((0.0..=255.0).contains(&mean) && sd.is_finite() && sd >= 1.0) =>
+            {
+                bad(format!(
+                    "match mean = {mean} must be in [0, 255] and sd = {sd} >= 1"
+                ))
+            }
             _ => Ok(()),
         }
     }
@@ -129,6 +147,11 @@ impl Preprocess {
     /// Fitting, cropping and scaling compose into one resampling of the original: fitting
     /// is a per-axis scale plus a padding offset, so the crop window maps back onto the
     /// original and no full-size intermediate image is made.
+    ///
+    /// The intensity steps (robustness shifts, then normalisation) see only the pixels
+    /// that came from the image: the zero-filled frame around it (the margin past the
+    /// image's edge) stays 0 and does not count towards the percentiles, so neither its
+    /// size nor a shift of the image's grey levels moves it.
     pub fn apply(&self, img: &GrayImage) -> Result<GrayImage> {
         let r = self.regions([img.height(), img.width()]);
         let g = r.geometry;
@@ -136,19 +159,59 @@ impl Preprocess {
         let size = [2, 3].map(|i| r.cached[i].round().max(1.0) as u32);
         let cropped = crop_padded(img, start[0], start[1], size);
         let mut out = resize(&cropped, g.cached[1] as u32, g.cached[0] as u32)?;
+        let [y0, x0, h, w] = inside(&r, [img.height(), img.width()], [out.height(), out.width()]);
+        if h == 0 || w == 0 {
+            return Ok(out);
+        }
+        let mut image = image::imageops::crop_imm(&out, x0, y0, w, h).to_image();
         if let Some([lo, hi]) = self.squeeze {
             let (lo, span) = (lo as f64, hi as f64 - lo as f64);
-            out.iter_mut()
+            image
+                .iter_mut()
                 .for_each(|p| *p = (lo + *p as f64 * span / 255.0).round() as u8);
         }
-        normalize(&mut out, self.normalize);
+        if let Some(gamma) = self.darken {
+            let lut: Vec<u8> = (0..256)
+                .map(|v| (255.0 * (v as f64 / 255.0).powf(gamma)).round() as u8)
+                .collect();
+            image.iter_mut().for_each(|p| *p = lut[*p as usize]);
+        }
+        normalize(&mut image, self.normalize);
+        image::imageops::replace(&mut out, &image, x0 as i64, y0 as i64);
         Ok(out)
     }
+}
+
+/// The part of the cached image (`out_hw` [H, W]) that came from the image rather than
+/// the zero fill past its edges, as [top, left, height, width], shrunk by one pixel on
+/// each side the fill touches (the cubic kernel blends the edge with the fill).
+fn inside(r: &CropRegions, original_hw: [u32; 2], out_hw: [u32; 2]) -> [u32; 4] {
+    let span = |axis: usize| {
+        let (start, len) = (r.cached[axis], r.cached[axis + 2]);
+        let n = out_hw[axis] as f64;
+        let per = n / len.max(1e-9);
+        let lo = ((0.0 - start) * per).max(0.0);
+        let hi = ((original_hw[axis] as f64 - start) * per).min(n);
+        let lo = if lo > 0.0 { lo.ceil() + 1.0 } else { 0.0 };
+        let hi = if hi < n { hi.floor() - 1.0 } else { n };
+        (lo as u32, (hi - lo).max(0.0) as u32)
+    };
+    let ((y0, h), (x0, w)) = (span(0), span(1));
+    [y0, x0, h, w]
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn mean_abs_difference(a: &GrayImage, b: &GrayImage) -> f64 {
+        let sum: f64 = a
+            .iter()
+            .zip(b.iter())
+            .map(|(x, y)| (*x as f64 - *y as f64).abs())
+            .sum();
+        sum / a.len() as f64
+    }
 
     #[test]
     fn composed_fit_and_crop_match_fitting_first() {
@@ -173,13 +236,69 @@ mod tests {
         .apply(&fit(&img, [208, 160]))
         .unwrap();
         assert_eq!(direct.dimensions(), two_step.dimensions());
-        let diff: f64 = direct
-            .iter()
-            .zip(two_step.iter())
-            .map(|(a, b)| (*a as f64 - *b as f64).abs())
-            .sum::<f64>()
-            / direct.len() as f64;
+        let diff = mean_abs_difference(&direct, &two_step);
         assert!(diff < 2.0, "mean abs difference {diff}");
+    }
+
+    #[test]
+    fn intensity_steps_see_the_image_not_the_frame_around_it() {
+        // A whole-image crop with a 10% margin: the cached image has a zero frame. The
+        // percentiles come from the image alone, so its darkest level maps to 0 and its
+        // brightest to 255 whatever the frame's size, and the frame stays 0.
+        let img = GrayImage::from_fn(100, 100, |x, y| image::Luma([60 + ((x + y) % 100) as u8]));
+        let p = Preprocess {
+            whole_image: true,
+            scale: 1.0,
+            margin: 0.1,
+            normalize: Normalize::Percentile {
+                low: 1.0,
+                high: 99.0,
+            },
+            ..Default::default()
+        };
+        let out = p.apply(&img).unwrap();
+        assert_eq!(out.dimensions(), (120, 120));
+        let [y0, x0, h, w] = inside(&p.regions([100, 100]), [100, 100], [120, 120]);
+        assert_eq!(
+            [y0, x0, h, w],
+            [11, 11, 98, 98],
+            "the image, less its blended edge"
+        );
+        assert!(out.get_pixel(3, 3).0[0] == 0 && out.get_pixel(116, 60).0[0] == 0);
+        let inner = image::imageops::crop_imm(&out, x0, y0, w, h).to_image();
+        let (lo, hi) = inner
+            .iter()
+            .fold((255u8, 0u8), |(l, h), &v| (l.min(v), h.max(v)));
+        assert_eq!((lo, hi), (0, 255), "stretched over the image's own range");
+        // A washed-out scanner (squeezed into 100–180): the frame does not move, and the
+        // normalised image is the unsqueezed one up to the lost grey levels.
+        let squeezed = Preprocess {
+            squeeze: Some([100, 180]),
+            ..p.clone()
+        }
+        .apply(&img)
+        .unwrap();
+        assert_eq!(squeezed.get_pixel(3, 3).0[0], 0, "the frame stays black");
+        let diff = mean_abs_difference(&out, &squeezed);
+        assert!(diff < 2.0, "mean abs difference {diff}");
+        // Darkening changes the image, not the frame, and survives the linear stretch.
+        let dark = Preprocess {
+            darken: Some(1.5),
+            ..p.clone()
+        }
+        .apply(&img)
+        .unwrap();
+        assert_eq!(dark.get_pixel(3, 3).0[0], 0);
+        let mean = |i: &GrayImage| {
+            let inner = image::imageops::crop_imm(i, x0, y0, w, h).to_image();
+            inner.iter().map(|&v| v as f64).sum::<f64>() / inner.len() as f64
+        };
+        assert!(
+            mean(&dark) < mean(&out) - 10.0,
+            "{} vs {}",
+            mean(&dark),
+            mean(&out)
+        );
     }
 
     #[test]
