@@ -55,15 +55,23 @@ fn match_normal(img: &mut GrayImage, mean: f64, sd: f64) {
         return;
     }
     let reference = normal_cdf_levels(mean, sd);
-    let mut lut = [0u8; 256];
+    // The middle of each level's share of the image, mapped to the reference level whose
+    // cumulative share first reaches it.
+    let mut below = [0u64; 256];
     let mut acc = 0u64;
-    for (v, &c) in hist.iter().enumerate() {
-        // The middle of this level's share of the image, mapped to the reference level
-        // whose cumulative share first reaches it.
-        let q = (acc as f64 + c as f64 / 2.0) / total as f64;
+    for (b, &c) in below.iter_mut().zip(&hist) {
+        *b = acc;
         acc += c;
-        lut[v] = reference.iter().position(|&r| r >= q).unwrap_or(255) as u8;
     }
+    map_levels(img, |v| {
+        let q = (below[v as usize] as f64 + hist[v as usize] as f64 / 2.0) / total as f64;
+        reference.iter().position(|&r| r >= q).unwrap_or(255) as u8
+    });
+}
+
+/// Maps every grey level of `img` through `f`, evaluated once per level (a lookup table).
+pub fn map_levels(img: &mut GrayImage, f: impl Fn(u8) -> u8) {
+    let lut: Vec<u8> = (0..=255u8).map(f).collect();
     img.iter_mut().for_each(|p| *p = lut[*p as usize]);
 }
 
@@ -97,14 +105,11 @@ fn percentile_stretch(img: &mut GrayImage, low: f64, high: f64) {
     if hi <= lo {
         return;
     }
-    let lut: Vec<u8> = (0..256)
-        .map(|v| {
-            ((v as f64 - lo) * 255.0 / (hi - lo))
-                .round()
-                .clamp(0.0, 255.0) as u8
-        })
-        .collect();
-    img.iter_mut().for_each(|p| *p = lut[*p as usize]);
+    map_levels(img, |v| {
+        ((v as f64 - lo) * 255.0 / (hi - lo))
+            .round()
+            .clamp(0.0, 255.0) as u8
+    });
 }
 
 /// CLAHE: per-tile clipped-histogram equalisation, bilinearly blended between tiles.

@@ -17,7 +17,7 @@ pub mod intensity;
 
 pub use decode::{checked_dimensions, decode_gray, dimensions};
 pub use geometry::{crop_padded, fit, fit_box, resize, CropRegions, Geometry};
-pub use intensity::{histogram, normalize, percentile, Normalize};
+pub use intensity::{histogram, map_levels, normalize, percentile, Normalize};
 
 /// The geometry and intensity steps before caching. `Default` is the recipe.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -166,15 +166,12 @@ impl Preprocess {
         let mut image = image::imageops::crop_imm(&out, x0, y0, w, h).to_image();
         if let Some([lo, hi]) = self.squeeze {
             let (lo, span) = (lo as f64, hi as f64 - lo as f64);
-            image
-                .iter_mut()
-                .for_each(|p| *p = (lo + *p as f64 * span / 255.0).round() as u8);
+            map_levels(&mut image, |p| (lo + p as f64 * span / 255.0).round() as u8);
         }
         if let Some(gamma) = self.darken {
-            let lut: Vec<u8> = (0..256)
-                .map(|v| (255.0 * (v as f64 / 255.0).powf(gamma)).round() as u8)
-                .collect();
-            image.iter_mut().for_each(|p| *p = lut[*p as usize]);
+            map_levels(&mut image, |v| {
+                (255.0 * (v as f64 / 255.0).powf(gamma)).round() as u8
+            });
         }
         normalize(&mut image, self.normalize);
         image::imageops::replace(&mut out, &image, x0 as i64, y0 as i64);
