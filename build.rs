@@ -20,6 +20,17 @@ fn main() {
         println!("cargo:rerun-if-changed={}", readme.display());
         println!("cargo:rustc-cfg=shared_data");
     }
+    // The HTML report's browser test needs headless Chromium; where there is none it is
+    // reported as ignored. BONE_AGE_CHROMIUM names the binary, else PATH is searched.
+    // (After installing one, `touch build.rs`; .ci/run installs it before building.)
+    println!("cargo:rustc-check-cfg=cfg(chromium)");
+    println!("cargo:rerun-if-env-changed=BONE_AGE_CHROMIUM");
+    println!("cargo:rerun-if-env-changed=PATH");
+    if let Some(browser) = find_chromium() {
+        println!("cargo:rerun-if-changed={}", browser.display());
+        println!("cargo:rustc-cfg=chromium");
+        println!("cargo:rustc-env=BONE_AGE_CHROMIUM={}", browser.display());
+    }
     println!("cargo:rerun-if-env-changed=DEP_TCH_LIBTORCH_LIB");
     let Ok(lib) = env::var("DEP_TCH_LIBTORCH_LIB") else {
         println!("cargo:warning=torch-sys did not report its libtorch directory; no rpath set");
@@ -52,4 +63,20 @@ fn main() {
         .file("csrc/grad.cpp")
         .file("csrc/adam.cpp")
         .compile("bone_age_autocast");
+}
+
+/// `$BONE_AGE_CHROMIUM`, else the first Chromium or Chrome on PATH.
+fn find_chromium() -> Option<std::path::PathBuf> {
+    if let Some(p) = env::var_os("BONE_AGE_CHROMIUM") {
+        return Some(p.into()).filter(|p: &std::path::PathBuf| p.is_file());
+    }
+    let names = [
+        "chromium",
+        "chromium-browser",
+        "google-chrome",
+        "google-chrome-stable",
+    ];
+    env::split_paths(&env::var_os("PATH")?)
+        .flat_map(|dir| names.iter().map(move |n| dir.join(n)))
+        .find(|p| p.is_file())
 }

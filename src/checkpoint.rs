@@ -25,6 +25,26 @@ pub struct CheckpointMeta {
     /// (`train.calibrate`); absent in older sidecars and uncalibrated runs.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub calibration: Option<crate::calibration::Calibration>,
+    /// The 95% interval of the validation errors of these weights' predictions as
+    /// `predict` reports them (recalibrated when `calibration` is set); absent in older
+    /// sidecars and sex models.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub interval: Option<crate::calibration::ResidualInterval>,
+    /// The same for the network's own output, when it differs (a recalibrated run read
+    /// with `--no-calibration`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub raw_interval: Option<crate::calibration::ResidualInterval>,
+}
+
+impl CheckpointMeta {
+    /// The interval for predictions made with (`calibrated`) or without the recalibration.
+    pub fn interval_for(&self, calibrated: bool) -> Option<&crate::calibration::ResidualInterval> {
+        if calibrated || self.calibration.is_none() {
+            self.interval.as_ref()
+        } else {
+            self.raw_interval.as_ref()
+        }
+    }
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -252,6 +272,8 @@ mod tests {
             input_shape: [1, 128, 128],
             versions: Versions::current(),
             calibration: None,
+            interval: None,
+            raw_interval: None,
         };
         let mut tree = serde_json::to_value(&meta).unwrap();
         let config = tree["config"].as_object_mut().unwrap();

@@ -18,6 +18,7 @@ use crate::folds::FoldsConfig;
 use crate::loader::LoaderConfig;
 use crate::model::{ModelConfig, Target};
 use crate::preprocess::Preprocess;
+use crate::readout::ReadoutConfig;
 use crate::runtime::RuntimeConfig;
 use crate::schedule::TrainConfig;
 
@@ -35,6 +36,7 @@ pub struct Config {
     pub loader: LoaderConfig,
     pub model: ModelConfig,
     pub train: TrainConfig,
+    pub readout: ReadoutConfig,
 }
 
 impl Config {
@@ -81,7 +83,8 @@ impl Config {
         self.preprocess.validate()?;
         self.augment.validate()?;
         self.loader.validate()?;
-        self.train.validate()
+        self.train.validate()?;
+        self.readout.validate()
     }
 
     /// Parses TOML text; `origin` names it in errors. Missing keys keep defaults,

@@ -121,6 +121,18 @@ impl Validation {
     pub fn calibration(&self) -> Option<crate::calibration::Calibration> {
         crate::calibration::Calibration::fit(&self.pred_months, &self.truth_months)
     }
+
+    /// The 95% interval of the errors of these predictions, after `calibration` if given.
+    pub fn interval(
+        &self,
+        calibration: Option<&crate::calibration::Calibration>,
+    ) -> Option<crate::calibration::ResidualInterval> {
+        let pred: Vec<f64> = match calibration {
+            Some(c) => self.pred_months.iter().map(|&p| c.apply(p)).collect(),
+            None => self.pred_months.clone(),
+        };
+        crate::calibration::ResidualInterval::fit(&pred, &self.truth_months, 0.95)
+    }
 }
 
 /// Validation loss, MAE in months (age) or accuracy (sex), and the age predictions.

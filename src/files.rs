@@ -74,6 +74,54 @@ pub fn atomic_write(path: &Path, write: impl FnOnce(&Path) -> Result<()>) -> Res
     Ok(())
 }
 
+/// Builds a directory with `build(staging)` beside `path`, then swaps it in for `path`,
+/// so a re-run replaces an earlier output whole or not at all. An existing `path` is only
+/// replaced when it is empty or holds `marker` (an earlier output of the same kind):
+/// anything else there is the user's and is refused before any work.
+pub fn replace_dir(
+    path: &Path,
+    marker: &str,
+    build: impl FnOnce(&Path) -> Result<()>,
+) -> Result<()> {
+    if path.exists() {
+        let empty = std::fs::read_dir(path)
+            .map_err(|e| Error::io(path, e))?
+            .next()
+            .is_none();
+        if !empty && !path.join(marker).is_file() {
+            return Err(Error::Invalid {
+                what: "output directory".into(),
+                message: format!(
+                    "{} exists and holds no {marker}: it is not an earlier output, so it is left alone; \
+                     choose another directory",
+                    path.display()
+                ),
+            });
+        }
+    }
+    let staging = temporary(path);
+    let old = path.with_file_name(format!(
+        ".old-{}-{}",
+        std::process::id(),
+        path.file_name().and_then(|n| n.to_str()).unwrap_or("dir")
+    ));
+    let _ = std::fs::remove_dir_all(&staging);
+    std::fs::create_dir_all(&staging).map_err(|e| Error::io(&staging, e))?;
+    if let Err(e) = build(&staging) {
+        let _ = std::fs::remove_dir_all(&staging);
+        return Err(e);
+    }
+    if path.exists() {
+        std::fs::rename(path, &old).map_err(|e| Error::io(path, e))?;
+    }
+    if let Err(e) = std::fs::rename(&staging, path) {
+        let _ = std::fs::rename(&old, path);
+        return Err(Error::io(path, e));
+    }
+    let _ = std::fs::remove_dir_all(&old);
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -95,5 +143,36 @@ mod tests {
         })
         .unwrap();
         assert_eq!(std::fs::read_to_string(&path).unwrap(), "new");
+    }
+
+    #[test]
+    fn a_directory_is_replaced_whole_and_only_when_it_is_ours() {
+        let dir = tempfile::tempdir().unwrap();
+        let out = dir.path().join("out");
+        let write = |files: &'static [&'static str]| {
+            move |d: &Path| {
+                for f in files {
+                    std::fs::write(d.join(f), "x").map_err(|e| Error::io(d, e))?;
+                }
+                Ok(())
+            }
+        };
+        replace_dir(&out, "readings.csv", write(&["readings.csv", "a.png"])).unwrap();
+        replace_dir(&out, "readings.csv", write(&["readings.csv", "b.png"])).unwrap();
+        assert!(out.join("b.png").exists() && !out.join("a.png").exists());
+        // A failed build leaves the earlier output as it was, and no staging directory.
+        let err = replace_dir(&out, "readings.csv", |d| {
+            std::fs::write(d.join("readings.csv"), "half").unwrap();
+            Err(Error::io(d, std::io::Error::other("disk full")))
+        });
+        assert!(err.is_err() && out.join("b.png").exists());
+        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1);
+        // Someone else's directory is refused.
+        let theirs = dir.path().join("theirs");
+        std::fs::create_dir(&theirs).unwrap();
+        std::fs::write(theirs.join("thesis.tex"), "x").unwrap();
+        let e = replace_dir(&theirs, "readings.csv", write(&["readings.csv"])).unwrap_err();
+        assert!(e.to_string().contains("left alone"), "{e}");
+        assert!(theirs.join("thesis.tex").exists());
     }
 }

@@ -80,8 +80,13 @@ pub mod train;
 pub mod evaluate;
 pub mod predict;
 
-// 7. Figures, for files and notebooks.
+// 7. The clinical readout (`[readout]`): bone age against chronological age and the
+//    Greulich–Pyle reference.
+pub mod readout;
+
+// 8. Figures, for files and notebooks; the HTML report and batch visits that use them.
 pub mod plot;
+pub mod report;
 
 // Speed measurements against the Python peer.
 pub mod bench;

@@ -87,14 +87,19 @@ enum Command {
     /// model. Writes predictions.csv, metrics.json and, for an age model, scatter.png
     /// (predicted vs true) and residuals.png (Bland–Altman style).
     Evaluate(cli::evaluate::EvaluateArgs),
-    /// Predict the bone age of radiographs through the checkpoint's own preprocessing.
+    /// Predict the bone age of radiographs, or read them clinically against the
+    /// Greulich–Pyle reference.
     ///
-    /// Prints one line per image: path, months, years and months. Readings are kept to
-    /// 0–228 months (flagged when the network's output was outside), and images that
-    /// cannot show a hand (too small, no contrast, the crop off the image) are warned
-    /// about. An image that cannot be read is reported and the others are still
-    /// predicted; the exit code is then 1.
-    Predict(cli::evaluate::PredictArgs),
+    /// Without an age, prints one line per image: path, months, years and months. With
+    /// --sex and --age (or --birth and --exam), prints the clinical reading: bone age with
+    /// the model's 95% interval, chronological age, BA − CA, the Brush Foundation mean and
+    /// SD, the Z-score and the determination (delayed, normal, advanced, indeterminate);
+    /// --report writes it as a printable HTML page. --visits reads a CSV of visits in
+    /// batch. Readings are kept to 0–228 months (flagged when the network's output was
+    /// outside), and images that cannot show a hand are warned about. An image that
+    /// cannot be read is reported and the others are still predicted; the exit code is
+    /// then 1 (with --visits: only when no visit could be read).
+    Predict(cli::predict::PredictArgs),
     /// Figures as PNG or SVG files: data, augmentation, training curves, evaluation.
     #[command(subcommand)]
     Plot(cli::plot::PlotCommand),
@@ -153,7 +158,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
             cli::train::run(args, config, |base| resolve_config(base, &cli.global))?
         }
         Command::Evaluate(args) => cli::evaluate::run(args, &config)?,
-        Command::Predict(args) => return cli::evaluate::predict(args, &config),
+        Command::Predict(args) => return cli::predict::predict(args, &config),
         Command::Plot(cmd) => cli::plot::run(cmd, &config)?,
         Command::Bench(cmd) => cli::bench::run(cmd, &config)?,
     }

@@ -15,6 +15,8 @@ use tch::{Kind, Tensor};
 /// The recipe's target standardisation: (months − 120) / 120.
 pub const AGE_CENTER: f64 = 120.0;
 pub const AGE_SCALE: f64 = 120.0;
+/// Bone ages a reading reports, in months: the RSNA training range (1–228).
+pub const AGE_RANGE_MONTHS: (f64, f64) = (0.0, 228.0);
 
 /// What the network predicts.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]

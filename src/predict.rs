@@ -14,8 +14,8 @@ use crate::error::{Error, Result};
 use crate::model::{Target, AGE_CENTER, AGE_SCALE};
 use crate::preprocess::{percentile, Preprocess};
 
-/// Bone ages a reading reports, in months: the RSNA training range (1–228).
-pub const AGE_RANGE_MONTHS: (f64, f64) = (0.0, 228.0);
+pub use crate::model::AGE_RANGE_MONTHS;
+pub use crate::readout::years_months;
 /// Images with a shorter side than this cannot show a hand's bones.
 pub const MIN_SIDE: u32 = 64;
 /// Images whose 1st–99th percentile grey levels span less than this have no contrast.
@@ -65,29 +65,86 @@ impl std::fmt::Display for Reading {
     }
 }
 
+/// A decoded radiograph and what the network sees of it.
+#[derive(Clone, Debug)]
+pub struct Radiograph {
+    pub path: PathBuf,
+    /// The file's grey levels.
+    pub image: GrayImage,
+    /// The checkpoint's preprocessing of it, cropped to the network's input size.
+    pub input: GrayImage,
+    /// Reasons the image may not show a hand the model can read ([`image_warnings`]).
+    pub warnings: Vec<String>,
+}
+
+impl Radiograph {
+    /// Decodes `path` and runs the checkpoint's preprocessing on it.
+    pub fn load(ckpt: &Checkpoint, path: &Path) -> Result<Radiograph> {
+        let pre = ckpt.preprocess()?;
+        let image = crate::preprocess::decode_gray(path, pre.max_pixels)?;
+        let warnings = image_warnings(&image, &pre);
+        let cached = pre.apply(&image).map_err(|e| Error::Image {
+            path: path.to_path_buf(),
+            message: e.to_string(),
+        })?;
+        let [h, w] = [cached.height() as i64, cached.width() as i64];
+        let raw = Tensor::from_data_size(cached.as_raw(), &[1, 1, h, w], Kind::Uint8);
+        let out_hw = [
+            ckpt.meta.input_shape[1] as usize,
+            ckpt.meta.input_shape[2] as usize,
+        ];
+        let (top, left) = ((h - out_hw[0] as i64) / 2, (w - out_hw[1] as i64) / 2);
+        let crop = raw
+            .narrow(2, top, out_hw[0] as i64)
+            .narrow(3, left, out_hw[1] as i64)
+            .contiguous(); // [1, 1, H, W] u8, as augment::center_crop cuts it
+        let input = GrayImage::from_raw(
+            out_hw[1] as u32,
+            out_hw[0] as u32,
+            Vec::<u8>::try_from(crop.flatten(0, -1))?,
+        )
+        .ok_or_else(|| Error::Image {
+            path: path.to_path_buf(),
+            message: "the network's input view has the wrong size".into(),
+        })?;
+        Ok(Radiograph {
+            path: path.to_path_buf(),
+            image,
+            input,
+            warnings,
+        })
+    }
+}
+
 /// Predicts one radiograph file. `male` is required when the model takes sex as an input.
 pub fn predict_file(ckpt: &Checkpoint, path: &Path, male: Option<bool>) -> Result<Reading> {
+    predict_radiograph(ckpt, &Radiograph::load(ckpt, path)?, male)
+}
+
+/// Predicts a loaded radiograph (see [`predict_file`]).
+pub fn predict_radiograph(
+    ckpt: &Checkpoint,
+    radiograph: &Radiograph,
+    male: Option<bool>,
+) -> Result<Reading> {
     if ckpt.model.config.sex_input && male.is_none() {
         return Err(Error::Invalid {
             what: "prediction".into(),
             message: "this model takes sex as an input: pass --sex M or --sex F".into(),
         });
     }
-    let pre = ckpt.preprocess()?;
-    let img = crate::preprocess::decode_gray(path, pre.max_pixels)?;
-    let warnings = image_warnings(&img, &pre);
-    let cached = pre.apply(&img).map_err(|e| Error::Image {
-        path: path.to_path_buf(),
-        message: e.to_string(),
-    })?;
-    let [h, w] = [cached.height() as i64, cached.width() as i64];
+    let path = &radiograph.path;
     let device = ckpt.vs.device();
-    let raw = Tensor::from_data_size(cached.as_raw(), &[1, 1, h, w], Kind::Uint8).to_device(device);
-    let out_hw = [
-        ckpt.meta.input_shape[1] as usize,
-        ckpt.meta.input_shape[2] as usize,
-    ];
-    let x = augment::standardize(&augment::center_crop(&raw, out_hw)); // [1, 1, H, W]
+    let (w, h) = radiograph.input.dimensions();
+    let raw = Tensor::from_data_size(
+        radiograph.input.as_raw(),
+        &[1, 1, h as i64, w as i64],
+        Kind::Uint8,
+    )
+    .to_device(device);
+    // The whole view: center_crop only turns it into [0, 1], as evaluation does.
+    let x = augment::standardize(&augment::center_crop(&raw, [h as usize, w as usize])); // [1, 1, H, W]
+    let warnings = radiograph.warnings.clone();
     let m = Tensor::from_slice(&[male.unwrap_or(false) as u8 as f32])
         .view([1, 1])
         .to_device(device);
@@ -176,15 +233,45 @@ pub fn image_warnings(img: &GrayImage, pre: &Preprocess) -> Vec<String> {
     warnings
 }
 
-/// "11 y 10 m" for 142 months (negative ages show as 0 y 0 m; readings never have them).
-pub fn years_months(months: f64) -> String {
-    let total = months.round().max(0.0) as i64;
-    format!("{} y {} m", total / 12, total % 12)
+impl Reading {
+    /// The bone age as the clinical readout takes it (age models only).
+    pub fn estimate(&self) -> Result<crate::readout::Estimate> {
+        if self.target != Target::Age {
+            return Err(Error::Invalid {
+                what: "readout".into(),
+                message: "this checkpoint predicts sex, not bone age".into(),
+            });
+        }
+        Ok(crate::readout::Estimate {
+            image: self.path.clone(),
+            months: self.value,
+            calibrated: self.calibrated,
+            warnings: self.warnings.clone(),
+        })
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_sex_model_has_no_bone_age_to_read() {
+        let r = Reading {
+            path: "hand.png".into(),
+            target: Target::Sex,
+            value: 0.9,
+            raw: 0.9,
+            calibrated: false,
+            clamped: false,
+            warnings: vec![],
+        };
+        assert!(r
+            .estimate()
+            .unwrap_err()
+            .to_string()
+            .contains("predicts sex"));
+    }
 
     #[test]
     fn blank_tiny_and_misplaced_images_are_flagged() {

@@ -259,14 +259,19 @@ fn record_epoch(
     record.history.push(metrics.clone());
     record.epoch = metrics.epoch;
     let calibrate = |v: &Validation| config.train.calibrate.then(|| v.calibration()).flatten();
-    let meta = |v: &Validation, m: EpochMetrics| CheckpointMeta {
-        config: config.clone(),
-        epoch: metrics.epoch,
-        metrics: m,
-        best_val_loss: record.best_loss,
-        input_shape: input,
-        versions: Versions::current(),
-        calibration: calibrate(v),
+    let meta = |v: &Validation, m: EpochMetrics| {
+        let calibration = calibrate(v);
+        CheckpointMeta {
+            config: config.clone(),
+            epoch: metrics.epoch,
+            metrics: m,
+            best_val_loss: record.best_loss,
+            input_shape: input,
+            versions: Versions::current(),
+            interval: v.interval(calibration.as_ref()),
+            raw_interval: calibration.and_then(|_| v.interval(None)),
+            calibration,
+        }
     };
     let raw_metrics = EpochMetrics {
         val_loss: epoch.raw.loss,

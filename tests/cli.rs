@@ -250,18 +250,7 @@ fn model_train_evaluate_predict_commands() {
     let data = dir.path().join("data");
     let d = data.to_str().unwrap();
     let ok = |o: &Output| assert!(o.status.success(), "{}", stderr(o));
-    ok(&bone_age(&[
-        "data",
-        "phantom",
-        "--out",
-        d,
-        "--n-train",
-        "40",
-        "--n-test",
-        "8",
-        "--size",
-        "128x128",
-    ]));
+    common::phantom_cli(&data, 40, 8);
     let cache = format!("paths.cache_dir={}", dir.path().join("cache").display());
     let common = [
         "--device",
@@ -279,17 +268,7 @@ fn model_train_evaluate_predict_commands() {
     ];
     let run = dir.path().join("run");
     let r = run.to_str().unwrap();
-    let mut args = vec![
-        "train",
-        "--data-dir",
-        d,
-        "--out",
-        r,
-        "--epochs",
-        "1",
-        "--batch-size",
-        "8",
-    ];
+    let mut args = common::one_epoch(d, r);
     args.extend(common);
     let out = bone_age(&args);
     ok(&out);
@@ -408,5 +387,287 @@ fn model_train_evaluate_predict_commands() {
         !out.status.success() && stderr(&out).contains("nope.png"),
         "{}",
         stderr(&out)
+    );
+}
+
+#[test]
+fn clinical_readings_reports_and_visits() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let d = data.to_str().unwrap();
+    let ok = |o: &Output| assert!(o.status.success(), "{}", stderr(o));
+    common::phantom_cli(&data, 48, 4);
+    let cache = format!("paths.cache_dir={}", dir.path().join("cache").display());
+    let run = dir.path().join("run");
+    let r = run.to_str().unwrap();
+    let mut args = common::one_epoch(d, r);
+    args.extend([
+        "--device",
+        "cpu",
+        "--set",
+        &cache,
+        "--set",
+        "folds.n_folds=2",
+        "--set",
+        "folds.val_fold=2",
+    ]);
+    args.extend(common::WHOLE_IMAGE);
+    ok(&bone_age(&args));
+    // Training stored the 95% interval of the validation residuals in the sidecar.
+    let meta: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(run.join("last.json")).unwrap()).unwrap();
+    let iv = &meta["interval"];
+    assert_eq!(iv["n"], 24, "{meta}");
+    assert!(
+        iv["low"].as_f64().unwrap() < iv["high"].as_f64().unwrap(),
+        "{iv}"
+    );
+    let c = run.join("last.safetensors");
+    let c = c.to_str().unwrap();
+    let img = data.join("test/49.png");
+    let i = img.to_str().unwrap();
+    let predict = |extra: &[&str]| {
+        let mut args = vec!["predict", i, "--checkpoint", c, "--device", "cpu"];
+        args.extend(extra);
+        bone_age(&args)
+    };
+
+    // The reading, as text and as JSON, from an age or from dates.
+    let out = predict(&["--sex", "F", "--age", "7y2m"]);
+    ok(&out);
+    let text = stdout(&out);
+    for want in [
+        "Bone age",
+        "Model's 95% interval",
+        "86.0 months (7 y 2 m)",
+        "Z-score",
+        "Determination",
+        "Cleveland",
+    ] {
+        assert!(text.contains(want), "{want} in {text}");
+    }
+    let out = predict(&[
+        "--sex",
+        "F",
+        "--birth",
+        "2019-01-10",
+        "--exam",
+        "2026-03-10",
+        "--centring",
+        "brush-mean",
+        "--json",
+    ]);
+    ok(&out);
+    let r: serde_json::Value = serde_json::from_str(stdout(&out).trim()).unwrap();
+    assert_eq!(r["chronological_age"]["months"], 86.0);
+    assert_eq!(r["chronological_age"]["birth_date"], "2019-01-10");
+    assert_eq!(r["centring"], "brush_mean");
+    assert_eq!(r["reference"]["ca_months"], 86.0);
+    let (ba, mean, sd) = (
+        r["bone_age_months"].as_f64().unwrap(),
+        r["reference"]["mean_months"].as_f64().unwrap(),
+        r["reference"]["sd_months"].as_f64().unwrap(),
+    );
+    assert!(
+        (r["z"].as_f64().unwrap() - (ba - mean) / sd).abs() < 1e-9,
+        "{r}"
+    );
+    assert!(["delayed", "normal", "advanced"].contains(&r["determination"].as_str().unwrap()));
+    let [lo, hi] = [0, 1].map(|k| r["bone_age_interval"][k].as_f64().unwrap());
+    assert!(lo <= ba && ba <= hi, "{r}");
+    // A sidecar from before intervals were stored: the reading says so, and re-evaluating
+    // on the validation fold stores the same interval training did.
+    let sidecar = run.join("last.json");
+    let mut old = meta.clone();
+    old.as_object_mut().unwrap().remove("interval");
+    std::fs::write(&sidecar, serde_json::to_string(&old).unwrap()).unwrap();
+    let out = predict(&["--sex", "F", "--age", "86", "--json"]);
+    let r: serde_json::Value = serde_json::from_str(stdout(&out).trim()).unwrap();
+    assert!(
+        r["bone_age_interval"].is_null()
+            && r["interval_note"].as_str().unwrap().starts_with("unknown"),
+        "{r}"
+    );
+    let ev = dir.path().join("ev");
+    let out = bone_age(&[
+        "evaluate",
+        "--checkpoint",
+        c,
+        "--validation",
+        "--data-dir",
+        d,
+        "--store-interval",
+        "--out",
+        ev.to_str().unwrap(),
+        "--device",
+        "cpu",
+        "--set",
+        &cache,
+    ]);
+    ok(&out);
+    assert!(
+        stderr(&out).contains("stored the 95% interval"),
+        "{}",
+        stderr(&out)
+    );
+    let stored: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&sidecar).unwrap()).unwrap();
+    for k in ["low", "high"] {
+        let (a, b) = (
+            stored["interval"][k].as_f64().unwrap(),
+            iv[k].as_f64().unwrap(),
+        );
+        assert!((a - b).abs() < 1e-3, "{k}: stored {a}, trained {b}");
+    }
+    // Without an age, the bone age alone, as before.
+    let plain = stdout(&predict(&["--sex", "F"]));
+    assert!(
+        plain.contains("months") && !plain.contains("Z-score"),
+        "{plain}"
+    );
+
+    // Bad input names what is wrong.
+    for (args, want) in [
+        (vec!["--sex", "F", "--age", "7y14m"], "7y14m"),
+        (vec!["--sex", "F", "--age=-3"], "negative"),
+        (
+            vec![
+                "--sex",
+                "F",
+                "--birth",
+                "2020-05-05",
+                "--exam",
+                "2020-05-04",
+            ],
+            "before the birth date",
+        ),
+        (vec!["--sex", "X", "--age", "7y"], "M or F"),
+        (vec!["--age", "7y"], "--sex"),
+    ] {
+        let out = predict(&args);
+        assert!(
+            !out.status.success() && stderr(&out).contains(want),
+            "{args:?}: {}",
+            stderr(&out)
+        );
+    }
+
+    // One reading's report.
+    let html = dir.path().join("reading.html");
+    ok(&predict(&[
+        "--sex",
+        "M",
+        "--age",
+        "120",
+        "--report",
+        html.to_str().unwrap(),
+    ]));
+    let page = std::fs::read_to_string(&html).unwrap();
+    assert!(
+        page.contains("not a medical device") && page.contains("120.0 months"),
+        "report"
+    );
+
+    // Batch visits: two patients, one missing image.
+    let csv = data.join("visits.csv");
+    std::fs::write(
+        &csv,
+        "patient,image,sex,birth_date,exam_date\n\
+         p1,test/50.png,F,2016-02-01,2021-02-01\n\
+         p1,test/49.png,F,2016-02-01,2019-08-01\n\
+         p2,test/51.png,M,2010-06-15,2022-01-20\n\
+         p2,test/404.png,M,2010-06-15,2023-01-20\n",
+    )
+    .unwrap();
+    let out_dir = dir.path().join("visits");
+    let o = out_dir.to_str().unwrap();
+    let visits = |csv: &Path, extra: &[&str]| {
+        let mut args = vec![
+            "predict",
+            "--visits",
+            csv.to_str().unwrap(),
+            "--out",
+            o,
+            "--checkpoint",
+            c,
+            "--device",
+            "cpu",
+        ];
+        args.extend(extra);
+        bone_age(&args)
+    };
+    let out = visits(&csv, &["--report"]);
+    ok(&out);
+    assert!(
+        stdout(&out).contains("read 3 of 4 visits (1 missing, 0 failed) for 2 patient(s)"),
+        "{}",
+        stdout(&out)
+    );
+    assert!(
+        stderr(&out).contains("line 5") && stderr(&out).contains("404.png"),
+        "{}",
+        stderr(&out)
+    );
+    let readings = std::fs::read_to_string(out_dir.join("readings.csv")).unwrap();
+    let lines: Vec<&str> = readings.lines().collect();
+    assert_eq!(lines.len(), 5, "{readings}");
+    assert!(lines[0].starts_with("line,patient,image,status,error,sex,birth_date,exam_date,chronological_age_months,bone_age_months"));
+    assert!(
+        lines[2].contains(",read,")
+            && lines[2].contains("2019-08-01")
+            && lines[2].contains(",42.00,"),
+        "{}",
+        lines[2]
+    );
+    assert!(lines[4].contains(",missing,"), "{}", lines[4]);
+    for f in [
+        "charts/p1.png",
+        "charts/p2.png",
+        "reports/p1.html",
+        "reports/p2.html",
+        "summary.json",
+    ] {
+        assert!(out_dir.join(f).is_file(), "{f}");
+    }
+    let summary: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out_dir.join("summary.json")).unwrap())
+            .unwrap();
+    assert_eq!(
+        (summary["read"].clone(), summary["missing"].clone()),
+        (3.into(), 1.into())
+    );
+
+    // A re-run replaces the output whole: p2's files go with p2's rows.
+    let one = data.join("one.csv");
+    std::fs::write(&one, "patient,image,sex,age\np1,test/50.png,F,5y\n").unwrap();
+    ok(&visits(&one, &[]));
+    assert_eq!(
+        std::fs::read_to_string(out_dir.join("readings.csv"))
+            .unwrap()
+            .lines()
+            .count(),
+        2
+    );
+    assert!(!out_dir.join("charts/p2.png").exists() && !out_dir.join("reports").exists());
+
+    // A bad row names its line and field, and the earlier output stays as it was.
+    let bad = data.join("bad.csv");
+    std::fs::write(
+        &bad,
+        "image,sex,age\ntest/50.png,F,5y\ntest/49.png,Q,5y\ntest/51.png,M,7y14m\n",
+    )
+    .unwrap();
+    let out = visits(&bad, &[]);
+    let e = stderr(&out);
+    assert!(
+        !out.status.success() && e.contains("line 3, field sex") && e.contains("line 4, field age"),
+        "{e}"
+    );
+    assert_eq!(
+        std::fs::read_to_string(out_dir.join("readings.csv"))
+            .unwrap()
+            .lines()
+            .count(),
+        2
     );
 }

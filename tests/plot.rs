@@ -382,6 +382,7 @@ fn predictions_csv_reads_back_and_bad_rows_name_the_line() {
         tta: 0,
         calibration: None,
         out_of_range: 0,
+        interval: None,
         predictions: predictions(),
     };
     let path = dir.path().join("predictions.csv");

@@ -1,8 +1,5 @@
-//! `bone-age evaluate` (a checkpoint on a labelled set: metrics, predictions, figures)
-//! and `bone-age predict` (single radiographs).
+//! `bone-age evaluate`: a checkpoint on a labelled set (metrics, predictions, figures).
 use std::path::PathBuf;
-
-use std::process::ExitCode;
 
 use anyhow::{Context, Result};
 use bone_age::evaluate::EvalOptions;
@@ -10,28 +7,6 @@ use bone_age::{Checkpoint, Config};
 use clap::Args;
 
 use super::data::DataSource;
-
-#[derive(Args)]
-pub struct PredictArgs {
-    /// Image files.
-    #[arg(required = true)]
-    images: Vec<PathBuf>,
-    /// A `*.safetensors` checkpoint with its `.json` sidecar, or a run directory: then its
-    /// weight average (ema), else best, else last.
-    #[arg(long, value_name = "FILE|RUN_DIR")]
-    checkpoint: PathBuf,
-    /// The patient's sex, M or F (required by models trained with sex as an input).
-    #[arg(long, value_parser = parse_sex)]
-    sex: Option<bool>,
-    /// Print one JSON object per image (path, target, value, raw, calibrated, clamped,
-    /// warnings, or error).
-    #[arg(long)]
-    json: bool,
-    /// Report the network's own output, without the linear recalibration the checkpoint's
-    /// sidecar carries (runs trained with `train.calibrate`).
-    #[arg(long)]
-    no_calibration: bool,
-}
 
 #[derive(Args)]
 pub struct EvaluateArgs {
@@ -62,6 +37,11 @@ pub struct EvaluateArgs {
     /// sidecar carries (runs trained with `train.calibrate`).
     #[arg(long)]
     no_calibration: bool,
+    /// Store the 95% interval of the validation errors in the checkpoint's sidecar, for
+    /// `predict`'s readings: for checkpoints trained before training stored it. Only on
+    /// the plain validation fold.
+    #[arg(long, requires = "validation", conflicts_with_all = ["tta", "squeeze", "darken", "no_calibration"])]
+    store_interval: bool,
     /// Where predictions.csv, metrics.json and the figures go [default: <checkpoint's directory>/evaluation].
     #[arg(long, value_name = "DIR")]
     out: Option<PathBuf>,
@@ -86,14 +66,6 @@ fn parse_squeeze(s: &str) -> Result<[u8; 2], String> {
     Ok([lo, hi])
 }
 
-pub fn parse_sex(s: &str) -> Result<bool, String> {
-    match s.to_ascii_uppercase().as_str() {
-        "M" | "MALE" => Ok(true),
-        "F" | "FEMALE" => Ok(false),
-        _ => Err(format!("{s:?}: expected M or F")),
-    }
-}
-
 pub fn run(args: EvaluateArgs, config: &Config) -> Result<()> {
     let EvaluateArgs {
         checkpoint,
@@ -103,6 +75,7 @@ pub fn run(args: EvaluateArgs, config: &Config) -> Result<()> {
         squeeze,
         darken,
         no_calibration,
+        store_interval,
         out,
         json,
     } = args;
@@ -161,6 +134,25 @@ pub fn run(args: EvaluateArgs, config: &Config) -> Result<()> {
         std::fs::write(tmp, &metrics).map_err(|e| bone_age::Error::io(tmp, e))
     })?;
     let figures = bone_age::plot::write_evaluation_plots(&eval, &out)?;
+    if store_interval {
+        let mut meta = bone_age::checkpoint::read_meta(&ckpt.path)?;
+        meta.interval = eval.interval;
+        meta.raw_interval = eval
+            .calibration
+            .and_then(|c| bone_age::evaluate::interval_of(&eval.predictions, Some(&c)));
+        let Some(iv) = meta.interval else {
+            anyhow::bail!("no interval to store: an age model and at least 20 labelled validation images are needed");
+        };
+        let path = bone_age::checkpoint::sidecar(&ckpt.path);
+        bone_age::files::atomic_write(&path, |tmp| bone_age::checkpoint::write_meta(&meta, tmp))?;
+        eprintln!(
+            "stored the 95% interval {:+.1} to {:+.1} months ({} images) in {}",
+            iv.low,
+            iv.high,
+            iv.n,
+            path.display()
+        );
+    }
     if json {
         println!("{}", serde_json::to_string(&eval)?);
         return Ok(());
@@ -174,44 +166,4 @@ pub fn run(args: EvaluateArgs, config: &Config) -> Result<()> {
         println!("figure            {}", f.display());
     }
     Ok(())
-}
-
-/// Predicts every image; one that fails is reported and the rest still run.
-pub fn predict(args: PredictArgs, config: &Config) -> Result<ExitCode> {
-    let device = bone_age::runtime::init(&config.runtime)?;
-    let mut ckpt = Checkpoint::load(&args.checkpoint, device)?;
-    if args.no_calibration {
-        ckpt.meta.calibration = None;
-    }
-    let mut failed = 0;
-    for path in &args.images {
-        match bone_age::predict::predict_file(&ckpt, path, args.sex) {
-            Ok(reading) => {
-                if args.json {
-                    println!("{}", serde_json::to_string(&reading)?);
-                } else {
-                    println!("{reading}");
-                    for w in &reading.warnings {
-                        eprintln!("warning: {}: {w}", path.display());
-                    }
-                }
-            }
-            Err(e) => {
-                failed += 1;
-                if args.json {
-                    let obj = serde_json::json!({ "path": path, "error": e.to_string() });
-                    println!("{obj}");
-                }
-                eprintln!("error: {e}");
-            }
-        }
-    }
-    if failed > 0 {
-        eprintln!(
-            "error: {failed} of {} image(s) could not be predicted",
-            args.images.len()
-        );
-        return Ok(ExitCode::FAILURE);
-    }
-    Ok(ExitCode::SUCCESS)
 }

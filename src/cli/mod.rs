@@ -4,6 +4,7 @@ pub mod data;
 pub mod download;
 pub mod evaluate;
 pub mod plot;
+pub mod predict;
 pub mod train;
 
 /// `HxW` (or `H,W`), both positive, e.g. `160x128`.

@@ -51,6 +51,9 @@ pub struct Evaluation {
     pub calibration: Option<crate::calibration::Calibration>,
     /// Age predictions outside 0–228 months (left as they are in the metrics).
     pub out_of_range: usize,
+    /// The central 95% of `truth − prediction` over the labelled age predictions: the
+    /// interval `predict` puts around a bone age (`evaluate --store-interval` keeps it).
+    pub interval: Option<crate::calibration::ResidualInterval>,
     #[serde(skip)]
     pub predictions: Vec<Prediction>,
 }
@@ -76,6 +79,13 @@ impl std::fmt::Display for Evaluation {
         if let (Some(mae), Some(med)) = (self.mae_months, self.median_abs_error_months) {
             write!(f, "\nMAE               {mae:.2} months")?;
             write!(f, "\nmedian abs error  {med:.2} months")?;
+        }
+        if let Some(iv) = self.interval {
+            write!(
+                f,
+                "\n95% of errors     truth − prediction within {:+.1} to {:+.1} months",
+                iv.low, iv.high
+            )?;
         }
         if let Some(acc) = self.accuracy {
             write!(f, "\naccuracy          {:.1}%", acc * 100.0)?;
@@ -257,8 +267,29 @@ pub fn evaluate(
         tta,
         calibration,
         out_of_range,
+        interval: interval_of(&predictions, None).filter(|_| target == Target::Age),
         predictions,
     })
+}
+
+/// The 95% residual interval of labelled `predictions`, with `undo`'s recalibration
+/// taken back out first when given (the network's own output).
+pub fn interval_of(
+    predictions: &[Prediction],
+    undo: Option<&crate::calibration::Calibration>,
+) -> Option<crate::calibration::ResidualInterval> {
+    let (pred, truth): (Vec<f64>, Vec<f64>) = predictions
+        .iter()
+        .filter_map(|p| {
+            let raw = match undo {
+                Some(c) if c.slope.abs() > 1e-9 => (p.predicted - c.intercept) / c.slope,
+                Some(_) => return None,
+                None => p.predicted,
+            };
+            Some((raw, p.boneage?))
+        })
+        .unzip();
+    crate::calibration::ResidualInterval::fit(&pred, &truth, 0.95)
 }
 
 /// The bone ages of `frame`: required (and finite) for an age model, optional for a sex model.

@@ -4,11 +4,13 @@
 //! evcxr Jupyter kernel displays. Text uses a bundled DejaVu Sans subset
 //! (`assets/fonts`), so no system fonts are needed.
 //!
-//! Charts: [`AgeHistogram`], [`TrainingCurves`], [`PredictionScatter`], [`Residuals`].
+//! Charts: [`AgeHistogram`], [`TrainingCurves`], [`PredictionScatter`], [`Residuals`],
+//! [`GrowthChart`].
 //! Radiographs: [`RadiographGrid`], [`CropOverlay`], [`AugmentationGallery`].
 mod augmentation;
 mod charts;
 mod evaluation;
+mod growth;
 mod radiographs;
 
 use std::io::Cursor;
@@ -24,6 +26,7 @@ use crate::error::{Error, Result};
 pub use augmentation::{AugmentationGallery, CropOverlay};
 pub use charts::{AgeHistogram, TrainingCurves};
 pub use evaluation::{write_evaluation_plots, PredictionScatter, Residuals};
+pub use growth::{GrowthChart, GrowthPoint};
 pub use radiographs::{prediction_tiles, radiograph_tiles, RadiographGrid, Tile};
 
 /// The bundled font (DejaVu Sans, Latin-1 plus a few symbols; see `assets/fonts/LICENSE`).

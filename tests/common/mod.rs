@@ -57,6 +57,50 @@ pub fn bone_age(args: &[&str]) -> Output {
         .expect("run bone-age")
 }
 
+/// `--set` flags for whole 128×128 phantom images, not the recipe's crop of a registered hand.
+pub const WHOLE_IMAGE: [&str; 4] = [
+    "--set",
+    "preprocess.whole_image=true",
+    "--set",
+    "preprocess.scale=1.0",
+];
+
+/// `bone-age data phantom` of `n_train` + `n_test` 128×128 hands into `dir`, checked.
+pub fn phantom_cli(dir: &Path, n_train: usize, n_test: usize) {
+    let (train, test) = (n_train.to_string(), n_test.to_string());
+    let d = dir.to_str().unwrap();
+    let args = [
+        "data",
+        "phantom",
+        "--out",
+        d,
+        "--n-train",
+        &train,
+        "--n-test",
+        &test,
+        "--size",
+        "128x128",
+    ];
+    let out = bone_age(&args);
+    assert!(out.status.success(), "{}", stderr(&out));
+}
+
+/// `bone-age train` for one epoch in batches of 8 on `data` into `out` (add the flags).
+pub fn one_epoch<'a>(data: &'a str, out: &'a str) -> Vec<&'a str> {
+    let args = [
+        "train",
+        "--data-dir",
+        data,
+        "--out",
+        out,
+        "--epochs",
+        "1",
+        "--batch-size",
+        "8",
+    ];
+    args.to_vec()
+}
+
 pub fn stdout(o: &Output) -> String {
     String::from_utf8_lossy(&o.stdout).into_owned()
 }

@@ -1,0 +1,415 @@
+//! The clinical readout (`[readout]`): a bone age set against the child's chronological
+//! age and the Greulich–Pyle reference, as the ACR/RSNA common data element for the
+//! pediatric bone age report has it: chronological age, skeletal age, the Brush Foundation
+//! mean and SD at that age, a Z-score and a determination (delayed, normal, advanced or
+//! indeterminate), with the model's own 95% interval for the bone age.
+mod age;
+mod reference;
+mod visits;
+
+use std::path::PathBuf;
+
+use serde::{Deserialize, Serialize};
+
+use crate::calibration::ResidualInterval;
+use crate::error::{Error, Result};
+use crate::model::AGE_RANGE_MONTHS;
+
+pub use age::{parse_date, years_months, ChronologicalAge, DAYS_PER_MONTH};
+pub use reference::{Reference, ReferencePoint, Sex, POPULATION_NOTE, TABLE};
+pub use visits::{read_visits, Visit};
+
+/// What the Z-score is centred on. Both are in use and they can disagree, so every output
+/// names the one it used.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Centring {
+    /// Z = (BA − CA) / SD(CA, sex): the usual score.
+    #[default]
+    Chronological,
+    /// Z = (BA − mean BA(CA, sex)) / SD(CA, sex): against the reference children's mean.
+    BrushMean,
+}
+
+impl Centring {
+    pub fn describe(self) -> &'static str {
+        match self {
+            Centring::Chronological => "centred on chronological age: (BA − CA) / SD",
+            Centring::BrushMean => "centred on the Brush mean bone age: (BA − mean) / SD",
+        }
+    }
+}
+
+/// `[readout]`: how readings are scored.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ReadoutConfig {
+    pub centring: Centring,
+    /// |Z| up to this many SDs is normal.
+    pub normal_sd: f64,
+}
+
+impl Default for ReadoutConfig {
+    fn default() -> Self {
+        Self {
+            centring: Centring::Chronological,
+            normal_sd: 2.0,
+        }
+    }
+}
+
+impl ReadoutConfig {
+    pub fn validate(&self) -> Result<()> {
+        if !(self.normal_sd.is_finite() && self.normal_sd > 0.0) {
+            return Err(Error::ConfigKey {
+                key: "readout.normal_sd".into(),
+                message: format!("{} must be a positive number of SDs", self.normal_sd),
+            });
+        }
+        Ok(())
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Determination {
+    Delayed,
+    Normal,
+    Advanced,
+    Indeterminate,
+}
+
+impl std::fmt::Display for Determination {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Determination::Delayed => "delayed",
+            Determination::Normal => "normal",
+            Determination::Advanced => "advanced",
+            Determination::Indeterminate => "indeterminate",
+        })
+    }
+}
+
+/// A model's bone age for one radiograph, as the readout takes it
+/// (`predict::Reading::estimate` gives one).
+#[derive(Clone, Debug, PartialEq)]
+pub struct Estimate {
+    pub image: PathBuf,
+    /// Bone age, months.
+    pub months: f64,
+    /// Whether the checkpoint's recalibration was applied.
+    pub calibrated: bool,
+    /// What looked wrong with the image or the prediction.
+    pub warnings: Vec<String>,
+}
+
+/// One radiograph read against the reference: every field of the report.
+#[derive(Clone, Debug, Serialize)]
+pub struct Readout {
+    pub image: PathBuf,
+    pub sex: Sex,
+    pub bone_age_months: f64,
+    /// The model's 95% interval for the bone age, from its validation residuals.
+    pub bone_age_interval: Option<[f64; 2]>,
+    /// Why there is no interval, when there is none.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub interval_note: Option<String>,
+    pub chronological_age: ChronologicalAge,
+    /// BA − CA, months.
+    pub difference_months: f64,
+    /// The reference at this CA and sex (absent outside the table).
+    pub reference: Option<ReferencePoint>,
+    pub z: Option<f64>,
+    /// Z at the ends of the bone age's interval.
+    pub z_interval: Option<[f64; 2]>,
+    pub determination: Determination,
+    /// Why the determination is indeterminate.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    pub centring: Centring,
+    pub normal_sd: f64,
+    /// Whether the checkpoint's recalibration was applied to the bone age.
+    pub calibrated: bool,
+    pub warnings: Vec<String>,
+    pub population_note: &'static str,
+}
+
+impl Readout {
+    /// Scores `estimate` for a child of `sex` and `age`; `interval` is the checkpoint's
+    /// validation residual interval for predictions made as `estimate` was.
+    pub fn new(
+        estimate: Estimate,
+        sex: Sex,
+        age: ChronologicalAge,
+        interval: Option<&ResidualInterval>,
+        config: &ReadoutConfig,
+    ) -> Result<Readout> {
+        config.validate()?;
+        let ba = estimate.months;
+        let ca = age.months;
+        let bone_age_interval = interval.map(|iv| iv.around(ba, AGE_RANGE_MONTHS));
+        let interval_note = interval.is_none().then(|| {
+            "unknown: this checkpoint's sidecar holds no validation residuals (trained before \
+             they were stored, or without a validation fold)"
+                .to_string()
+        });
+        let (reference, reason) = match Reference::greulich_pyle().at(sex, ca) {
+            Ok(p) => (Some(p), None),
+            Err(why) => (None, Some(why)),
+        };
+        let score = |p: &ReferencePoint, ba: f64| {
+            let centre = match config.centring {
+                Centring::Chronological => ca,
+                Centring::BrushMean => p.mean_months,
+            };
+            (ba - centre) / p.sd_months
+        };
+        let z = reference.as_ref().map(|p| score(p, ba));
+        let z_interval = reference
+            .as_ref()
+            .zip(bone_age_interval)
+            .map(|(p, [lo, hi])| [score(p, lo), score(p, hi)]);
+        let determination = match z {
+            None => Determination::Indeterminate,
+            Some(z) if z < -config.normal_sd => Determination::Delayed,
+            Some(z) if z > config.normal_sd => Determination::Advanced,
+            Some(_) => Determination::Normal,
+        };
+        let mut warnings = estimate.warnings;
+        if let Some([lo, hi]) = z_interval {
+            let t = config.normal_sd;
+            if (lo < -t) != (hi < -t) || (lo > t) != (hi > t) {
+                warnings.push(format!(
+                    "the bone age's 95% interval spans Z {lo:+.2} to {hi:+.2}, across the ±{t} SD \
+                     threshold: the determination is not certain"
+                ));
+            }
+        }
+        Ok(Readout {
+            image: estimate.image,
+            sex,
+            bone_age_months: ba,
+            bone_age_interval,
+            interval_note,
+            chronological_age: age,
+            difference_months: ba - ca,
+            reference,
+            z,
+            z_interval,
+            determination,
+            reason,
+            centring: config.centring,
+            normal_sd: config.normal_sd,
+            calibrated: estimate.calibrated,
+            warnings,
+            population_note: POPULATION_NOTE,
+        })
+    }
+
+    /// "normal (|Z| ≤ 2 SD)", "indeterminate (why)" and so on.
+    pub fn verdict(&self) -> String {
+        let t = self.normal_sd;
+        match (self.determination, &self.reason) {
+            (Determination::Indeterminate, Some(why)) => format!("indeterminate: {why}"),
+            (Determination::Delayed, _) => format!("delayed (Z below −{t} SD)"),
+            (Determination::Advanced, _) => format!("advanced (Z above +{t} SD)"),
+            (d, _) => format!("{d} (within ±{t} SD)"),
+        }
+    }
+
+    /// The report's rows: (field, value), in the order the CDE lists them.
+    pub fn rows(&self) -> Vec<(&'static str, String)> {
+        let ba = self.bone_age_months;
+        let mut rows = vec![("Bone age", format!("{ba:.1} months ({})", years_months(ba)))];
+        rows.push((
+            "Model's 95% interval",
+            match (self.bone_age_interval, &self.interval_note) {
+                (Some([lo, hi]), _) => format!("{lo:.1}–{hi:.1} months (validation residuals)"),
+                (None, Some(note)) => note.clone(),
+                (None, None) => "unknown".into(),
+            },
+        ));
+        let ca = &self.chronological_age;
+        let dates = match (ca.birth_date, ca.exam_date) {
+            (Some(b), Some(e)) => format!("; born {b}, examined {e}"),
+            _ => String::new(),
+        };
+        rows.push((
+            "Chronological age",
+            format!(
+                "{:.1} months ({}){dates}",
+                ca.months,
+                years_months(ca.months)
+            ),
+        ));
+        rows.push(("Sex", self.sex.children().trim_end_matches('s').to_string()));
+        rows.push(("BA − CA", format!("{:+.1} months", self.difference_months)));
+        rows.push((
+            "Reference mean, SD",
+            match &self.reference {
+                Some(p) => format!(
+                    "{:.1}, {:.2} months (Greulich–Pyle, {} at {:.1} months)",
+                    p.mean_months,
+                    p.sd_months,
+                    self.sex.children(),
+                    p.ca_months
+                ),
+                None => "none at this age".into(),
+            },
+        ));
+        rows.push((
+            "Z-score",
+            match (self.z, self.z_interval) {
+                (Some(z), Some([lo, hi])) => format!(
+                    "{z:+.2} (95%: {lo:+.2} to {hi:+.2}); {}",
+                    self.centring.describe()
+                ),
+                (Some(z), None) => format!("{z:+.2}; {}", self.centring.describe()),
+                _ => "none".into(),
+            },
+        ));
+        rows.push(("Determination", self.verdict()));
+        rows
+    }
+}
+
+impl std::fmt::Display for Readout {
+    /// The image, then one field per line, the warnings and the population note.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        writeln!(f, "{}", self.image.display())?;
+        for (k, v) in self.rows() {
+            writeln!(f, "  {k:<22}{v}")?;
+        }
+        for w in &self.warnings {
+            writeln!(f, "  warning: {w}")?;
+        }
+        write!(f, "  {}", self.population_note)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn reading(ba: f64) -> Estimate {
+        Estimate {
+            image: "hand.png".into(),
+            months: ba,
+            calibrated: false,
+            warnings: vec![],
+        }
+    }
+
+    fn read(ba: f64, sex: Sex, ca: &str, centring: Centring) -> Readout {
+        let config = ReadoutConfig {
+            centring,
+            ..Default::default()
+        };
+        Readout::new(
+            reading(ba),
+            sex,
+            ChronologicalAge::parse(ca).unwrap(),
+            None,
+            &config,
+        )
+        .unwrap()
+    }
+
+    #[test]
+    fn the_girl_of_ca_54_and_ba_80_under_both_centrings() {
+        let r = read(80.0, Sex::Female, "54", Centring::Chronological);
+        assert!((r.z.unwrap() - 2.4231).abs() < 1e-3, "{:?}", r.z);
+        assert_eq!(r.determination, Determination::Advanced);
+        let r = read(80.0, Sex::Female, "54", Centring::BrushMean);
+        assert!((r.z.unwrap() - 1.8583).abs() < 1e-3, "{:?}", r.z);
+        assert_eq!(r.determination, Determination::Normal);
+        assert!(r.to_string().contains("centred on the Brush mean"), "{r}");
+        assert_eq!(r.difference_months, 26.0);
+    }
+
+    #[test]
+    fn delayed_normal_and_the_threshold() {
+        // A boy of 10 y (SD 9.79): 100 months is Z −2.04.
+        let r = read(100.0, Sex::Male, "10y", Centring::Chronological);
+        assert_eq!(r.determination, Determination::Delayed);
+        let config = ReadoutConfig {
+            normal_sd: 2.5,
+            ..Default::default()
+        };
+        let r2 = Readout::new(
+            reading(100.0),
+            Sex::Male,
+            ChronologicalAge::parse("10y").unwrap(),
+            None,
+            &config,
+        )
+        .unwrap();
+        assert_eq!(r2.determination, Determination::Normal);
+        assert!(r2.verdict().contains("±2.5"), "{}", r2.verdict());
+        assert!(ReadoutConfig {
+            normal_sd: 0.0,
+            ..Default::default()
+        }
+        .validate()
+        .is_err());
+    }
+
+    #[test]
+    fn outside_the_table_is_indeterminate_with_the_reason() {
+        for (sex, ca) in [
+            (Sex::Male, "2m"),
+            (Sex::Female, "16y6m"),
+            (Sex::Male, "17y1m"),
+        ] {
+            let r = read(150.0, sex, ca, Centring::Chronological);
+            assert_eq!(r.determination, Determination::Indeterminate, "{ca}");
+            assert!(r
+                .reason
+                .as_deref()
+                .unwrap()
+                .contains("outside the reference"));
+            assert_eq!(r.z, None);
+            assert!(
+                r.to_string().contains("indeterminate: chronological age"),
+                "{r}"
+            );
+        }
+    }
+
+    #[test]
+    fn the_interval_carries_through_to_z_and_flags_a_straddled_threshold() {
+        let iv = ResidualInterval {
+            level: 0.95,
+            low: -20.0,
+            high: 20.0,
+            n: 1000,
+        };
+        let age = ChronologicalAge::parse("54").unwrap();
+        let r = Readout::new(
+            reading(80.0),
+            Sex::Female,
+            age,
+            Some(&iv),
+            &ReadoutConfig::default(),
+        )
+        .unwrap();
+        assert_eq!(r.bone_age_interval, Some([60.0, 100.0]));
+        let [lo, hi] = r.z_interval.unwrap();
+        assert!((lo - 6.0 / 10.73).abs() < 1e-9 && (hi - 46.0 / 10.73).abs() < 1e-9);
+        assert!(
+            r.warnings.iter().any(|w| w.contains("not certain")),
+            "{:?}",
+            r.warnings
+        );
+        let json = serde_json::to_value(&r).unwrap();
+        assert_eq!(json["determination"], "advanced");
+        assert_eq!(json["centring"], "chronological");
+        assert_eq!(json["reference"]["sd_months"], 10.73);
+        let none = read(80.0, Sex::Female, "54", Centring::Chronological);
+        assert!(none
+            .interval_note
+            .as_deref()
+            .unwrap()
+            .starts_with("unknown"));
+    }
+}
