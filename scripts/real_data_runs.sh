@@ -6,11 +6,11 @@
 # after `--squeeze 100,180` (a washed-out scanner) and after `--darken 1.5` (darker
 # mid-tones), with and without the stored recalibration; the final row also with TTA.
 # `python3 scripts/results_table.py OUT` prints the tables.
-#   scripts/real_data_runs.sh [EPOCHS] [OUT] [ROW...]      (default: every row, 3 epochs)
+#   scripts/real_data_runs.sh [EPOCHS] [OUT] [ROW...]      (default: every row, 4 epochs)
 # Environment: DATA (another data directory), EXTRA (flags for every row, e.g. other
 # folds), CHECKPOINTS (default "best last ema").
 set -euo pipefail
-epochs=${1:-3}
+epochs=${1:-4}
 out=${2:-runs/ablation}
 shift $(( $# > 2 ? 2 : $# ))
 data=${DATA:-../shared/data/rsna-128}
@@ -34,12 +34,12 @@ declare -A rows=(
   [final+sex]="${final[*]} --set model.sex_input=true"
   [final+match]="${final[*]} --set preprocess.normalize={method=\"match\",mean=60.0,sd=60.0}"
   [final-b16-lr6e-4]="${final[*]} --set loader.batch_size=16 --set train.lr=6e-4"
-  [final-lr1e-4]="${final[*]} --set train.lr=1e-4"
+  [final-warmup-cosine]="${final[*]} --set train.schedule={kind=\"constant\"} --set train.warmup_epochs=0.0"
   [final-lr1e-3]="${final[*]} --set train.lr=1e-3"
 )
-order=(recipe recipe+percentile final final-ema final-adamw-clip final-intensity-aug
-       final-percentile final+clahe final+match final+sex final-b16-lr6e-4 final-lr1e-4
-       final-lr1e-3)
+order=(recipe recipe+percentile final final-ema final-adamw-clip final-warmup-cosine
+       final-intensity-aug final-percentile final+sex final+match final+clahe
+       final-b16-lr6e-4 final-lr1e-3)
 [ $# -gt 0 ] && order=("$@")
 for name in "${order[@]}"; do
   [ -n "${rows[$name]+x}" ] || { echo "unknown row $name (rows: ${order[*]})" >&2; exit 2; }
@@ -47,9 +47,11 @@ for name in "${order[@]}"; do
   if [ ! -f "$dir/time.txt" ]; then
     rm -rf "$dir" && mkdir -p "$dir"
     # shellcheck disable=SC2086
-    BONE_AGE_PROGRESS=0 /usr/bin/time -v -o "$dir/time.txt" \
+    # time.txt appears only once the row has trained: a killed row is redone from scratch.
+    BONE_AGE_PROGRESS=0 /usr/bin/time -v -o "$dir/time.txt.part" \
       $bin ${rows[$name]} "${extra_all[@]}" train --data-dir "$data" --out "$dir/run" --epochs "$epochs" \
       2>&1 | tee "$dir/train.log"
+    mv "$dir/time.txt.part" "$dir/time.txt"
   fi
   for ckpt in $checkpoints; do
     [ -f "$dir/run/$ckpt.safetensors" ] || continue
@@ -64,8 +66,9 @@ for name in "${order[@]}"; do
         [ $cal = raw ] && [ $check != plain ] && [ "$name" != final ] && continue
         extra=(); [ $cal = raw ] && extra=(--no-calibration)
         f=$dir/eval-$ckpt-$check-$cal.json
-        [ -f "$f" ] || $bin evaluate --checkpoint "$dir/run/$ckpt.safetensors" --validation \
-           --data-dir "$data" "${flags[@]}" "${extra[@]}" --out "$dir/eval/$ckpt-$check-$cal" --json > "$f"
+        [ -f "$f" ] || { $bin evaluate --checkpoint "$dir/run/$ckpt.safetensors" --validation \
+           --data-dir "$data" "${flags[@]}" "${extra[@]}" --out "$dir/eval/$ckpt-$check-$cal" --json > "$f.part" \
+           && mv "$f.part" "$f"; }
       done
     done
   done

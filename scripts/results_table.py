@@ -5,7 +5,8 @@
 One row per run directory under OUT (in the script's order): validation MAE and median
 error of CHECKPOINT (default `best`, recalibrated where the run fitted a calibration),
 the MAE after `--squeeze 100,180` and after `--darken 1.5` with their rise over the
-plain score, seconds per epoch, images/s (training, the median epoch) and peak RSS.
+plain score, seconds per epoch and images/s (training, the fastest epoch: an epoch that
+shared the cores with other work is slower, never faster) and peak RSS.
 Then, for every run, each checkpoint (best, last, ema) with and without recalibration.
 """
 
@@ -13,12 +14,11 @@ import csv
 import json
 import os
 import re
-import statistics
 import sys
 
 ORDER = ["recipe", "recipe+percentile", "final", "final-ema", "final-adamw-clip",
-         "final-intensity-aug", "final-percentile", "final+clahe", "final+match", "final+sex",
-         "final-b16-lr6e-4", "final-lr1e-4", "final-lr1e-3"]
+         "final-warmup-cosine", "final-intensity-aug", "final-percentile", "final+sex",
+         "final+match", "final+clahe", "final-b16-lr6e-4", "final-lr1e-3"]
 
 
 def load(path):
@@ -31,9 +31,11 @@ def load(path):
 
 def row(out, name, ckpt):
     d = os.path.join(out, name)
+    if not all(os.path.isfile(os.path.join(d, *f)) for f in (("time.txt",), ("run", "metrics.csv"))):
+        return None  # still training
     rows = list(csv.DictReader(open(os.path.join(d, "run", "metrics.csv"))))
-    secs = statistics.median(float(r["seconds"]) for r in rows)
-    speed = statistics.median(float(r["images_per_s"]) for r in rows)
+    secs = min(float(r["seconds"]) for r in rows)
+    speed = max(float(r["images_per_s"]) for r in rows)
     rss = re.search(r"Maximum resident set size \(kbytes\): (\d+)", open(os.path.join(d, "time.txt")).read())
     rss = int(rss.group(1)) / 1024**2 if rss else float("nan")
     ev = {c: load(os.path.join(d, f"eval-{ckpt}-{c}-cal.json")) for c in ("plain", "squeeze", "darken")}
