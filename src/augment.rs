@@ -201,15 +201,18 @@ pub fn affine_grid(theta: &Tensor, out: [usize; 2]) -> Tensor {
     along_x + along_y
 }
 
-/// `[N, 1, Hc, Wc]` u8 → the centred `[N, 1, H, W]` f32 window in [0, 1], no augmentation.
-pub fn center_crop(images: &Tensor, out: [usize; 2]) -> Tensor {
+/// `[N, C, Hc, Wc]` → the centred `[N, C, H, W]` window, same kind (a view).
+pub fn center_window(images: &Tensor, out: [usize; 2]) -> Tensor {
     let size = images.size();
     let (top, left) = ((size[2] - out[0] as i64) / 2, (size[3] - out[1] as i64) / 2);
     images
         .narrow(2, top, out[0] as i64)
         .narrow(3, left, out[1] as i64)
-        .to_kind(Kind::Float)
-        / 255.0
+}
+
+/// `[N, 1, Hc, Wc]` u8 → the centred `[N, 1, H, W]` f32 window in [0, 1], no augmentation.
+pub fn center_crop(images: &Tensor, out: [usize; 2]) -> Tensor {
+    center_window(images, out).to_kind(Kind::Float) / 255.0
 }
 
 /// The recipe's pixel standardisation of [0, 1] intensities: (255·x − 127.5) / 127.5.

@@ -93,11 +93,7 @@ impl Radiograph {
             ckpt.meta.input_shape[1] as usize,
             ckpt.meta.input_shape[2] as usize,
         ];
-        let (top, left) = ((h - out_hw[0] as i64) / 2, (w - out_hw[1] as i64) / 2);
-        let crop = raw
-            .narrow(2, top, out_hw[0] as i64)
-            .narrow(3, left, out_hw[1] as i64)
-            .contiguous(); // [1, 1, H, W] u8, as augment::center_crop cuts it
+        let crop = augment::center_window(&raw, out_hw).contiguous(); // [1, 1, H, W] u8
         let input = GrayImage::from_raw(
             out_hw[1] as u32,
             out_hw[0] as u32,

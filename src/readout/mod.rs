@@ -32,6 +32,14 @@ pub enum Centring {
 }
 
 impl Centring {
+    /// The setting's name, as `readout.centring` spells it.
+    pub fn name(self) -> &'static str {
+        match self {
+            Centring::Chronological => "chronological",
+            Centring::BrushMean => "brush_mean",
+        }
+    }
+
     pub fn describe(self) -> &'static str {
         match self {
             Centring::Chronological => "centred on chronological age: (BA − CA) / SD",
@@ -325,6 +333,13 @@ mod tests {
         assert_eq!(r.determination, Determination::Normal);
         assert!(r.to_string().contains("centred on the Brush mean"), "{r}");
         assert_eq!(r.difference_months, 26.0);
+    }
+
+    #[test]
+    fn centring_names_are_the_config_spelling() {
+        for c in [Centring::Chronological, Centring::BrushMean] {
+            assert_eq!(serde_json::to_value(c).unwrap(), c.name());
+        }
     }
 
     #[test]

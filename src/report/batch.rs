@@ -223,12 +223,7 @@ fn write_readings(path: &Path, outcomes: &[VisitOutcome]) -> Result<()> {
             z_high: num(r.and_then(|r| r.z_interval).map(|i| i[1]), 3),
             determination: r.map_or(String::new(), |r| r.determination.to_string()),
             reason: r.and_then(|r| r.reason.clone()).unwrap_or_default(),
-            centring: r.map_or(String::new(), |r| {
-                serde_json::to_value(r.centring)
-                    .ok()
-                    .and_then(|v| v.as_str().map(String::from))
-                    .unwrap_or_default()
-            }),
+            centring: r.map_or(String::new(), |r| r.centring.name().to_string()),
             normal_sd: r.map_or(f64::NAN, |r| r.normal_sd),
             calibrated: r.map_or(String::new(), |r| r.calibrated.to_string()),
             warnings: r.map_or(String::new(), |r| r.warnings.join(" | ")),
