@@ -6,6 +6,11 @@
 //! preprocessing parameters, so any change rebuilds it. A CRC-32 of the pixels in the
 //! header detects a corrupt or partial file, which is then rebuilt. Writes are atomic
 //! (temp file, then rename), so a killed build never leaves a file that looks complete.
+//!
+//! An image that cannot be read (corrupt, truncated, an unsupported DICOM encoding, over
+//! the pixel limit) does not stop the others: it is reported by name with its reason,
+//! its row is left black and listed in [`ImageCache::skipped`], and the loader leaves it
+//! out. Only when no image can be read does the build fail.
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::time::UNIX_EPOCH;
@@ -42,6 +47,9 @@ pub struct ImageCache {
     pub geometry: Geometry,
     pub path: PathBuf,
     pub source: CacheSource,
+    /// Ids whose image could not be read when the cache was built (their rows are black;
+    /// [`crate::loader::BatchLoader`] leaves them out).
+    pub skipped: Vec<i64>,
 }
 
 impl ImageCache {
@@ -59,14 +67,22 @@ impl ImageCache {
         let path = cache_dir.join(format!("images-{}.safetensors", &key[..20]));
         if path.exists() {
             match read(&path, &key) {
-                Ok((images, cached_ids, geometry)) if cached_ids == ids => {
+                Ok((images, cached_ids, geometry, skipped)) if cached_ids == ids => {
                     tracing::info!(path = %path.display(), "cache hit");
+                    if !skipped.is_empty() {
+                        tracing::warn!(
+                            "{} image(s) could not be read when this cache was built and are left out (ids {:?})",
+                            skipped.len(),
+                            &skipped[..skipped.len().min(10)]
+                        );
+                    }
                     return Ok(ImageCache {
                         images,
                         ids,
                         geometry,
                         path,
                         source: CacheSource::Loaded,
+                        skipped,
                     });
                 }
                 Ok(_) => {
@@ -76,8 +92,9 @@ impl ImageCache {
             }
         }
         std::fs::create_dir_all(cache_dir).map_err(|e| Error::io(cache_dir, e))?;
-        let (pixels, geometry) = build(&paths, pre)?;
-        write(&path, &key, &pixels, &ids, geometry)?;
+        let (pixels, geometry, failed) = build(&paths, pre)?;
+        let skipped: Vec<i64> = failed.iter().map(|&i| ids[i]).collect();
+        write(&path, &key, &pixels, &ids, geometry, &skipped)?;
         let [h, w] = geometry.cached.map(|v| v as i64);
         let images = Tensor::from_data_size(&pixels, &[ids.len() as i64, 1, h, w], Kind::Uint8);
         Ok(ImageCache {
@@ -86,6 +103,7 @@ impl ImageCache {
             geometry,
             path,
             source: CacheSource::Built,
+            skipped,
         })
     }
 
@@ -117,14 +135,15 @@ pub fn cache_key(paths: &[PathBuf], pre: &Preprocess) -> Result<String> {
     Ok(h.finalize().iter().map(|b| format!("{b:02x}")).collect())
 }
 
-/// Decodes and preprocesses every image in parallel into one `[N, Hc, Wc]` buffer.
-/// Every unreadable image is reported (not just the first), naming each file.
+/// Decodes and preprocesses every image in parallel into one `[N, Hc, Wc]` buffer, and
+/// the indices of the images that could not be read (each reported by name, with why).
+/// Images of the wrong size in whole-image mode are a configuration error: all reported.
 ///
 /// A header pass reads every image's size first (nothing is decoded), so an oversized
 /// image (a decompression bomb) is refused before any buffer is sized. In whole-image
 /// mode the output size follows the images' size, which must be one for all: the most
 /// common size sets it, and the images of another size are the ones reported.
-fn build(paths: &[PathBuf], pre: &Preprocess) -> Result<(Vec<u8>, Geometry)> {
+fn build(paths: &[PathBuf], pre: &Preprocess) -> Result<(Vec<u8>, Geometry, Vec<usize>)> {
     let headers: Vec<Result<[u32; 2]>> = paths
         .par_iter()
         .map(|p| crate::preprocess::checked_dimensions(p, pre.max_pixels))
@@ -147,20 +166,22 @@ fn build(paths: &[PathBuf], pre: &Preprocess) -> Result<(Vec<u8>, Geometry)> {
     let majority = common.map_or(0, |(_, n)| n);
     let per = geometry.cached[0] * geometry.cached[1];
     let mut pixels = vec![0u8; per * paths.len()];
-    let errors: Vec<Error> = pixels
+    // (index, error, whether it is an unreadable image rather than a wrong size)
+    let errors: Vec<(usize, Error, bool)> = pixels
         .par_chunks_mut(per)
         .zip(paths.par_iter().zip(headers))
+        .enumerate()
         .progress_with(crate::progress::bar(paths.len() as u64, "preprocess"))
-        .filter_map(|(dst, (path, header))| {
+        .filter_map(|(i, (dst, (path, header)))| {
             if let Err(e) = header {
-                return Some(e);
+                return Some((i, e, true));
             }
             match pre.load(path) {
                 Ok(img) if img.len() == per => {
                     dst.copy_from_slice(&img);
                     None
                 }
-                Ok(img) => Some(Error::Image {
+                Ok(img) => Some((i, Error::Image {
                     path: path.clone(),
                     message: format!(
                         "preprocessed to {}×{}, but {majority} of {} images give {}×{}: whole-image \
@@ -171,32 +192,52 @@ fn build(paths: &[PathBuf], pre: &Preprocess) -> Result<(Vec<u8>, Geometry)> {
                         geometry.cached[1],
                         geometry.cached[0]
                     ),
-                }),
-                Err(e) => Some(e),
+                }, false)),
+                Err(e) => Some((i, e, true)),
             }
         })
         .collect();
-    if !errors.is_empty() {
-        let listed: Vec<String> = errors.iter().take(10).map(|e| format!("  {e}")).collect();
-        return Err(Error::Dataset {
-            path: paths[0].parent().unwrap_or(Path::new(".")).to_path_buf(),
-            message: format!(
-                "{} of {} images could not be preprocessed; nothing was cached:\n{}{}",
-                errors.len(),
-                paths.len(),
-                listed.join("\n"),
-                if errors.len() > 10 {
-                    format!("\n  … and {} more", errors.len() - 10)
-                } else {
-                    String::new()
-                }
-            ),
-        });
+    let unreadable: Vec<usize> = errors.iter().filter(|e| e.2).map(|e| e.0).collect();
+    if errors.iter().all(|e| e.2) && unreadable.len() < paths.len() {
+        for (_, e, _) in &errors {
+            tracing::warn!("{e}; left out");
+        }
+        if !unreadable.is_empty() {
+            tracing::warn!(
+                "{} of {} images could not be read and are left out",
+                unreadable.len(),
+                paths.len()
+            );
+        }
+        return Ok((pixels, geometry, unreadable));
     }
-    Ok((pixels, geometry))
+    let errors: Vec<Error> = errors.into_iter().map(|e| e.1).collect();
+    let listed: Vec<String> = errors.iter().take(10).map(|e| format!("  {e}")).collect();
+    Err(Error::Dataset {
+        path: paths[0].parent().unwrap_or(Path::new(".")).to_path_buf(),
+        message: format!(
+            "{} of {} images could not be preprocessed (none could be read, or some have the \
+                 wrong size); nothing was cached:\n{}{}",
+            errors.len(),
+            paths.len(),
+            listed.join("\n"),
+            if errors.len() > 10 {
+                format!("\n  … and {} more", errors.len() - 10)
+            } else {
+                String::new()
+            }
+        ),
+    })
 }
 
-fn write(path: &Path, key: &str, pixels: &[u8], ids: &[i64], g: Geometry) -> Result<()> {
+fn write(
+    path: &Path,
+    key: &str,
+    pixels: &[u8],
+    ids: &[i64],
+    g: Geometry,
+    skipped: &[i64],
+) -> Result<()> {
     let shape = vec![ids.len(), 1, g.cached[0], g.cached[1]];
     let id_bytes: Vec<u8> = ids.iter().flat_map(|i| i.to_le_bytes()).collect();
     let bad = |m: String| Error::Dataset {
@@ -219,6 +260,14 @@ fn write(path: &Path, key: &str, pixels: &[u8], ids: &[i64], g: Geometry) -> Res
         ("key", key.to_string()),
         ("crc32", crc32fast::hash(pixels).to_string()),
         ("out", format!("{},{}", g.out[0], g.out[1])),
+        (
+            "skipped",
+            skipped
+                .iter()
+                .map(i64::to_string)
+                .collect::<Vec<_>>()
+                .join(","),
+        ),
     ]
     .into_iter()
     .map(|(k, v)| (k.to_string(), v))
@@ -230,7 +279,7 @@ fn write(path: &Path, key: &str, pixels: &[u8], ids: &[i64], g: Geometry) -> Res
     })
 }
 
-fn read(path: &Path, key: &str) -> Result<(Tensor, Vec<i64>, Geometry)> {
+fn read(path: &Path, key: &str) -> Result<(Tensor, Vec<i64>, Geometry, Vec<i64>)> {
     let corrupt = |m: String| Error::Dataset {
         path: path.to_path_buf(),
         message: format!("corrupt or partial cache: {m}"),
@@ -269,5 +318,16 @@ fn read(path: &Path, key: &str) -> Result<(Tensor, Vec<i64>, Geometry)> {
         .chunks_exact(8)
         .map(|c| i64::from_le_bytes(c.try_into().expect("8 bytes")))
         .collect();
-    Ok((tensor, ids, geometry))
+    let skipped = meta
+        .get("skipped")
+        .map(|s| {
+            s.split(',')
+                .filter(|v| !v.is_empty())
+                .map(str::parse)
+                .collect::<std::result::Result<Vec<i64>, _>>()
+        })
+        .transpose()
+        .map_err(|e| corrupt(format!("skipped ids: {e}")))?
+        .unwrap_or_default();
+    Ok((tensor, ids, geometry, skipped))
 }

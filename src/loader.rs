@@ -106,7 +106,9 @@ impl BatchLoader {
                 .collect(),
             Target::Age => vec![f32::NAN; ids.len()],
         };
+        let skipped: std::collections::HashSet<i64> = cache.skipped.iter().copied().collect();
         let keep: Vec<i64> = (0..ids.len() as i64)
+            .filter(|&i| !skipped.contains(&ids[i as usize]))
             .filter(|&i| match config.sex {
                 SexFilter::All => true,
                 SexFilter::Male => males[i as usize],

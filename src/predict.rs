@@ -12,7 +12,8 @@ use crate::augment;
 use crate::checkpoint::Checkpoint;
 use crate::error::{Error, Result};
 use crate::model::{Target, AGE_CENTER, AGE_SCALE};
-use crate::preprocess::{percentile, Preprocess};
+use crate::preprocess::dicom::DicomInfo;
+use crate::preprocess::{percentile, Decoded, HandBox, Preprocess};
 
 pub use crate::model::AGE_RANGE_MONTHS;
 pub use crate::readout::years_months;
@@ -37,6 +38,10 @@ pub struct Reading {
     pub clamped: bool,
     /// Why this reading may not be trustworthy (empty when nothing looked wrong).
     pub warnings: Vec<String>,
+    /// How a DICOM file was read (transfer syntax, photometric interpretation, window
+    /// source) and its readout tags; never a name or an ID. Absent for PNG and JPEG.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub dicom: Option<DicomInfo>,
 }
 
 impl std::fmt::Display for Reading {
@@ -73,17 +78,25 @@ pub struct Radiograph {
     pub image: GrayImage,
     /// The checkpoint's preprocessing of it, cropped to the network's input size.
     pub input: GrayImage,
-    /// Reasons the image may not show a hand the model can read ([`image_warnings`]).
+    /// Reasons the image may not show a hand the model can read ([`image_warnings`]), and
+    /// the DICOM file's own warnings (several frames, body part, laterality).
     pub warnings: Vec<String>,
+    /// What the DICOM header said (`None` for PNG and JPEG).
+    pub dicom: Option<DicomInfo>,
+    /// The hand's box in `image`, when the preprocessing cropped to it.
+    pub hand: Option<HandBox>,
 }
 
 impl Radiograph {
     /// Decodes `path` and runs the checkpoint's preprocessing on it.
     pub fn load(ckpt: &Checkpoint, path: &Path) -> Result<Radiograph> {
         let pre = ckpt.preprocess()?;
-        let image = crate::preprocess::decode_gray(path, pre.max_pixels)?;
-        let warnings = image_warnings(&image, &pre);
-        let cached = pre.apply(&image).map_err(|e| Error::Image {
+        let Decoded { image, dicom } = crate::preprocess::decode(path, pre.max_pixels)?;
+        let mut warnings = dicom.as_ref().map_or(Vec::new(), |d| d.warnings.clone());
+        let prepared = pre.prepare(path, image.clone(), dicom.is_some())?;
+        warnings.extend(prepared.warnings);
+        warnings.extend(image_warnings(&prepared.image, &pre));
+        let cached = pre.apply(&prepared.image).map_err(|e| Error::Image {
             path: path.to_path_buf(),
             message: e.to_string(),
         })?;
@@ -108,6 +121,8 @@ impl Radiograph {
             image,
             input,
             warnings,
+            dicom,
+            hand: prepared.hand,
         })
     }
 }
@@ -176,6 +191,7 @@ pub fn predict_radiograph(
         calibrated: target == Target::Age && ckpt.meta.calibration.is_some(),
         clamped: value != raw,
         warnings,
+        dicom: radiograph.dicom.clone(),
     };
     if reading.clamped {
         reading.warnings.push(format!(
@@ -261,6 +277,7 @@ mod tests {
             calibrated: false,
             clamped: false,
             warnings: vec![],
+            dicom: None,
         };
         assert!(r
             .estimate()

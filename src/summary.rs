@@ -1,7 +1,12 @@
-//! `bone-age data summary`: what a dataset holds: layout, counts, missing images and
-//! the bone-age distribution by sex.
+//! `bone-age data summary`: what a dataset holds: layout, counts, missing images, the
+//! bone-age distribution by sex, and for DICOM images how their grey levels will be read
+//! (counts per photometric interpretation, window source and transfer syntax, from the
+//! headers alone).
+use std::collections::BTreeMap;
 use std::fmt;
 use std::path::PathBuf;
+
+use rayon::prelude::*;
 
 use serde::Serialize;
 
@@ -30,7 +35,7 @@ impl AgeStats {
         let mut sorted = ages.to_vec();
         sorted.sort_by(f64::total_cmp);
         let mid = sorted.len() / 2;
-        let median = if sorted.len() % 2 == 0 {
+        let median = if sorted.len().is_multiple_of(2) {
             (sorted[mid - 1] + sorted[mid]) / 2.0
         } else {
             sorted[mid]
@@ -66,6 +71,56 @@ pub struct Summary {
     pub age_all: Option<AgeStats>,
     pub age_male: Option<AgeStats>,
     pub age_female: Option<AgeStats>,
+    /// DICOM images only (absent when there are none).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub dicom: Option<DicomCounts>,
+}
+
+/// How a dataset's DICOM images will be read, from their headers.
+#[derive(Clone, Debug, Default, Serialize, PartialEq)]
+pub struct DicomCounts {
+    pub files: usize,
+    pub photometric: BTreeMap<String, usize>,
+    /// `window` (Window Center/Width), `voi-lut`, `percentile` (neither) or `colour`.
+    pub window_source: BTreeMap<String, usize>,
+    pub transfer_syntax: BTreeMap<String, usize>,
+    pub multi_frame: usize,
+    /// Headers that could not be read (they will be refused), with the reason.
+    pub unreadable: Vec<String>,
+}
+
+impl DicomCounts {
+    /// Reads the header of every DICOM file among `paths`; `None` when there is none.
+    pub fn of(paths: &[PathBuf]) -> Option<DicomCounts> {
+        let headers: Vec<_> = paths
+            .par_iter()
+            .filter(|p| crate::preprocess::dicom::is_dicom(p))
+            .map(|p| crate::preprocess::dicom::header(p))
+            .collect();
+        if headers.is_empty() {
+            return None;
+        }
+        let mut c = DicomCounts {
+            files: headers.len(),
+            ..Default::default()
+        };
+        for h in headers {
+            match h {
+                Ok(info) => {
+                    *c.photometric.entry(info.photometric).or_default() += 1;
+                    *c.window_source
+                        .entry(info.window_source.name().into())
+                        .or_default() += 1;
+                    *c.transfer_syntax
+                        .entry(info.transfer_syntax_name)
+                        .or_default() += 1;
+                    c.multi_frame += (info.frames > 1) as usize;
+                }
+                Err(e) => c.unreadable.push(e.to_string()),
+            }
+        }
+        Some(c)
+    }
 }
 
 impl Summary {
@@ -100,6 +155,7 @@ impl Summary {
             age_all: group(None),
             age_male: group(Some(true)),
             age_female: group(Some(false)),
+            dicom: DicomCounts::of(&dataset::paths(&ds.frame)?),
         })
     }
 }
@@ -128,6 +184,32 @@ impl fmt::Display for Summary {
             "sex             {} male, {} female",
             self.male, self.female
         )?;
+        if let Some(d) = &self.dicom {
+            let list = |m: &BTreeMap<String, usize>| {
+                m.iter()
+                    .map(|(k, v)| format!("{v} {k}"))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            };
+            writeln!(
+                f,
+                "DICOM           {} files: {}",
+                d.files,
+                list(&d.photometric)
+            )?;
+            writeln!(f, "  window        {}", list(&d.window_source))?;
+            writeln!(f, "  encoding      {}", list(&d.transfer_syntax))?;
+            if d.multi_frame > 0 {
+                writeln!(
+                    f,
+                    "  multi-frame   {} (the first frame is read)",
+                    d.multi_frame
+                )?;
+            }
+            for e in &d.unreadable {
+                writeln!(f, "  unreadable    {e}")?;
+            }
+        }
         if self.age_all.is_none() {
             return write!(f, "bone age        (unlabelled)");
         }

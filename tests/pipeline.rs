@@ -123,18 +123,42 @@ fn corrupt_or_partial_cache_files_are_rebuilt() {
 }
 
 #[test]
-fn unreadable_images_are_all_listed_and_nothing_is_cached() {
+fn unreadable_images_are_left_out_by_id_and_none_readable_is_an_error() {
     let (dir, ds) = dataset(5);
     let paths = dataset::paths(&ds.frame).unwrap();
     std::fs::write(&paths[1], b"junk").unwrap();
     std::fs::write(&paths[3], b"more junk").unwrap();
     let cache_dir = dir.path().join("cache");
-    let err = ImageCache::open(&ds.frame, &small(), &cache_dir)
+    let cache = ImageCache::open(&ds.frame, &small(), &cache_dir).unwrap();
+    assert_eq!(cache.skipped, [101, 103], "the unreadable ones, by id");
+    let l = BatchLoader::new(
+        &cache,
+        &ds.frame,
+        Target::Age,
+        LoaderConfig::default(),
+        None,
+        Device::Cpu,
+        42,
+    )
+    .unwrap();
+    assert_eq!(l.len(), 3, "the loader leaves them out");
+    // The cache file remembers them.
+    let again = ImageCache::open(&ds.frame, &small(), &cache_dir).unwrap();
+    assert_eq!(
+        (again.source, again.skipped),
+        (CacheSource::Loaded, vec![101, 103])
+    );
+    // When no image can be read, nothing is cached and every file is listed.
+    for p in &paths {
+        std::fs::write(p, b"junk").unwrap();
+    }
+    let empty = dir.path().join("cache2");
+    let err = ImageCache::open(&ds.frame, &small(), &empty)
         .unwrap_err()
         .to_string();
-    assert!(err.contains("2 of 5 images"), "{err}");
+    assert!(err.contains("5 of 5 images"), "{err}");
     assert!(err.contains("101.png") && err.contains("103.png"), "{err}");
-    assert!(!cache_dir.exists() || std::fs::read_dir(&cache_dir).unwrap().next().is_none());
+    assert!(!empty.exists() || std::fs::read_dir(&empty).unwrap().next().is_none());
 }
 
 fn loader(

@@ -297,6 +297,30 @@ fn crop_overlay_draws_both_windows_over_the_radiograph() {
         "yellow margin window"
     );
     assert!(count_near(&img, [128, 128, 128]) > 10_000, "the radiograph");
+    // With the crop to the hand on, the hand's box is drawn in green, and the windows
+    // are placed on the crop.
+    let hand = dir.path().join("raw.png");
+    GrayImage::from_fn(300, 400, |x, y| {
+        image::Luma([if (80..220).contains(&x) && (100..340).contains(&y) {
+            180
+        } else {
+            10
+        }])
+    })
+    .save(&hand)
+    .unwrap();
+    let mut pre = pre.clone();
+    pre.hand.crop = bone_age::preprocess::HandCrop::On;
+    let fig = plot::CropOverlay::of(&hand, &pre).unwrap();
+    let [t, l, h, w] = fig.hand.expect("a hand box");
+    assert!(
+        t <= 100.0 && l <= 80.0 && t + h >= 340.0 && l + w >= 220.0,
+        "{:?}",
+        fig.hand
+    );
+    assert!(fig.title.contains("hand"), "{}", fig.title);
+    let img = render("crop-hand", &fig);
+    assert!(count_near(&img, [30, 200, 60]) > 300, "green hand box");
 }
 
 #[test]

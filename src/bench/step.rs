@@ -190,6 +190,7 @@ fn synthetic_loader(
         geometry: Geometry { out, cached },
         path: "synthetic".into(),
         source: CacheSource::Built,
+        skipped: Vec::new(),
     };
     let config = LoaderConfig {
         batch_size: batch,

@@ -43,6 +43,19 @@ pub enum DataCommand {
         #[command(flatten)]
         source: DataSource,
     },
+    /// Quality control: run the inversion check and the hand finder ([preprocess.hand])
+    /// on every image and count what they find (JSON), without changing anything.
+    Qc {
+        #[command(flatten)]
+        source: DataSource,
+        /// Invert every image first: measures how often the inversion check catches an
+        /// inverted radiograph.
+        #[arg(long)]
+        invert_first: bool,
+        /// Print the whole survey as JSON (else counts and the first problems).
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 #[derive(Args)]
@@ -145,6 +158,33 @@ pub fn run(cmd: DataCommand, config: &Config) -> Result<()> {
                 size[1],
                 out.display()
             );
+        }
+        DataCommand::Qc {
+            source,
+            invert_first,
+            json,
+        } => {
+            let (_, ds) = source.load(config)?;
+            let paths = bone_age::dataset::paths(&ds.frame)?;
+            let s = bone_age::preprocess::survey::survey(&paths, &config.preprocess, invert_first);
+            if json {
+                println!("{}", serde_json::to_string_pretty(&s)?);
+            } else {
+                println!(
+                    "{} images{}: {} look inverted, hand found in {} (mean box {:.0}% of the frame), \
+                     not found in {}, {} unreadable",
+                    s.images,
+                    if invert_first { " (inverted first)" } else { "" },
+                    s.looks_inverted,
+                    s.hand_found,
+                    100.0 * s.mean_box_area,
+                    s.hand_not_found.len(),
+                    s.unreadable.len()
+                );
+                for line in s.hand_not_found.iter().chain(&s.unreadable).take(10) {
+                    println!("  {line}");
+                }
+            }
         }
         DataCommand::Cache { source } => {
             let (_, ds) = source.load(config)?;

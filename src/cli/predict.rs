@@ -4,14 +4,17 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::{bail, Context, Result};
-use bone_age::readout::{read_visits, Centring, ChronologicalAge, Readout, Sex};
+use bone_age::preprocess::HandCrop;
+use bone_age::readout::{read_visits, Centring, ChronologicalAge, Patient, Readout, Sex};
 use bone_age::report::{ModelInfo, Report, ReportVisit};
 use bone_age::{Checkpoint, Config};
 use clap::Args;
 
 #[derive(Args)]
 pub struct PredictArgs {
-    /// Image files (PNG or JPEG); or give --visits.
+    /// Image files (PNG, JPEG or DICOM, recognised by content); or give --visits. A DICOM
+    /// file's PatientSex, PatientBirthDate and StudyDate give the sex and age unless
+    /// --sex/--age/--birth say otherwise (which then win, with a warning).
     #[arg(required_unless_present = "visits", conflicts_with = "visits")]
     images: Vec<PathBuf>,
     /// A `*.safetensors` checkpoint with its `.json` sidecar, or a run directory: then its
@@ -19,15 +22,15 @@ pub struct PredictArgs {
     #[arg(long, value_name = "FILE|RUN_DIR")]
     checkpoint: PathBuf,
     /// The patient's sex, M or F: needed for a clinical reading, and by models trained
-    /// with sex as an input.
+    /// with sex as an input (DICOM: from PatientSex when not given).
     #[arg(long, value_parser = parse_sex)]
     sex: Option<Sex>,
     /// Chronological age at the exam, for the clinical reading (needs --sex): months (86
-    /// or 86m), years (7y) or years and months (7y2m).
-    #[arg(long, requires = "sex", conflicts_with_all = ["birth", "exam"])]
+    /// or 86m), years (7y) or years and months (7y2m). DICOM: from the dates when not given.
+    #[arg(long, conflicts_with_all = ["birth", "exam"])]
     age: Option<String>,
     /// Birth date (YYYY-MM-DD), with --exam, instead of --age.
-    #[arg(long, value_name = "YYYY-MM-DD", requires_all = ["exam", "sex"])]
+    #[arg(long, value_name = "YYYY-MM-DD", requires = "exam")]
     birth: Option<String>,
     /// Exam date (YYYY-MM-DD), with --birth.
     #[arg(long, value_name = "YYYY-MM-DD", requires = "birth")]
@@ -60,6 +63,19 @@ pub struct PredictArgs {
     /// sidecar carries (runs trained with `train.calibrate`).
     #[arg(long)]
     no_calibration: bool,
+    /// Crop to the hand found in the image: off, dicom (DICOM input only) or on (every
+    /// image) [default: the checkpoint's preprocess.hand.crop, dicom].
+    #[arg(long, value_parser = parse_hand_crop)]
+    hand_crop: Option<HandCrop>,
+}
+
+fn parse_hand_crop(s: &str) -> Result<HandCrop, String> {
+    match s {
+        "off" => Ok(HandCrop::Off),
+        "dicom" => Ok(HandCrop::Dicom),
+        "on" => Ok(HandCrop::On),
+        _ => Err(format!("{s:?}: expected off, dicom or on")),
+    }
 }
 
 pub fn parse_sex(s: &str) -> Result<Sex, String> {
@@ -84,6 +100,9 @@ pub fn predict(args: PredictArgs, config: &Config) -> Result<ExitCode> {
     let mut ckpt = Checkpoint::load(&args.checkpoint, device)?;
     if args.no_calibration {
         ckpt.meta.calibration = None;
+    }
+    if let Some(mode) = args.hand_crop {
+        ckpt.meta.config.preprocess.hand.crop = mode;
     }
     if let Some(csv) = &args.visits {
         let out = args.out.as_ref().context("--visits needs --out")?;
@@ -135,7 +154,13 @@ pub fn predict(args: PredictArgs, config: &Config) -> Result<ExitCode> {
     let report = match &args.report {
         None => None,
         Some(None) => bail!("--report needs a file name (FILE.html) for single images"),
-        Some(Some(_)) if age.is_none() => {
+        Some(Some(_))
+            if age.is_none()
+                && !args
+                    .images
+                    .iter()
+                    .any(|p| bone_age::preprocess::dicom::is_dicom(p)) =>
+        {
             bail!("--report needs a clinical reading: give --sex and --age (or --birth and --exam)")
         }
         Some(Some(_)) if args.images.len() != 1 => {
@@ -147,12 +172,35 @@ pub fn predict(args: PredictArgs, config: &Config) -> Result<ExitCode> {
     for path in &args.images {
         let result = (|| -> bone_age::Result<()> {
             let radiograph = bone_age::predict::Radiograph::load(&ckpt, path)?;
+            let patient =
+                Patient::resolve(args.sex, age, radiograph.dicom.as_ref().map(|d| &d.meta));
             let reading = bone_age::predict::predict_radiograph(
                 &ckpt,
                 &radiograph,
-                args.sex.map(Sex::is_male),
+                patient.sex.map(Sex::is_male),
             )?;
-            let (Some(age), Some(sex)) = (age, args.sex) else {
+            if patient.age.is_some() && patient.sex.is_none() {
+                return Err(bone_age::Error::Invalid {
+                    what: "clinical reading".into(),
+                    message: format!(
+                        "{}: an age but no sex (and no PatientSex in the file): give --sex M or F",
+                        path.display()
+                    ),
+                });
+            }
+            let (Some(age), Some(sex)) = (patient.age, patient.sex) else {
+                if report.is_some() {
+                    return Err(bone_age::Error::Invalid {
+                        what: "report".into(),
+                        message: format!(
+                            "{}: --report needs a clinical reading: give --sex and --age (or \
+                             --birth and --exam); the file does not hold them",
+                            path.display()
+                        ),
+                    });
+                }
+                let mut reading = reading;
+                reading.warnings.extend(patient.warnings);
                 if args.json {
                     println!("{}", serde_json::json!(reading));
                 } else {
@@ -163,13 +211,15 @@ pub fn predict(args: PredictArgs, config: &Config) -> Result<ExitCode> {
                 }
                 return Ok(());
             };
-            let r = Readout::new(
+            let mut r = Readout::new(
                 reading.estimate()?,
                 sex,
                 age,
                 ckpt.meta.interval_for(reading.calibrated),
                 &readout,
             )?;
+            r.from_file = patient.from_file;
+            r.warnings.extend(patient.warnings);
             if args.json {
                 println!("{}", serde_json::json!(r));
             } else {

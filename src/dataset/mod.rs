@@ -234,7 +234,7 @@ pub fn require_labels(frame: &DataFrame, source: &Path, what: &str) -> Result<()
     })
 }
 
-/// `<id>.png` (or .jpg/.jpeg) files in `dir`, by id.
+/// `<id>.png` (or .jpg/.jpeg, .dcm/.dicom, or `<id>` alone holding DICOM) files in `dir`, by id.
 fn list_images(dir: &Path) -> Result<HashMap<i64, PathBuf>> {
     let entries = std::fs::read_dir(dir).map_err(|e| Error::io(dir, e))?;
     let mut images = HashMap::new();
@@ -244,7 +244,12 @@ fn list_images(dir: &Path) -> Result<HashMap<i64, PathBuf>> {
             .extension()
             .and_then(|e| e.to_str())
             .map(str::to_ascii_lowercase);
-        if !matches!(ext.as_deref(), Some("png" | "jpg" | "jpeg")) {
+        let image = match ext.as_deref() {
+            Some("png" | "jpg" | "jpeg" | "dcm" | "dicom") => true,
+            None => crate::preprocess::dicom::is_dicom(&path),
+            _ => false,
+        };
+        if !image {
             continue;
         }
         if let Some(id) = path

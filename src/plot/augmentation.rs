@@ -10,21 +10,47 @@ use crate::augment::{self, AugmentConfig, AugmentParams};
 use crate::error::Result;
 use crate::preprocess::{self, CropRegions, Preprocess};
 
-/// The crop window (red) and the augmentation margin (yellow) over a full radiograph.
+/// The hand's box (green, when the preprocessing crops to it), the crop window (red) and
+/// the augmentation margin (yellow) over a full radiograph.
 #[derive(Clone, Debug)]
 pub struct CropOverlay {
     pub image: GrayImage,
     pub regions: CropRegions,
+    /// `[top, left, h, w]` of the hand found, in `image` pixels.
+    pub hand: Option<[f64; 4]>,
     pub title: String,
 }
 
 impl CropOverlay {
-    /// The overlay of `preprocess` on the radiograph at `path`.
+    /// The overlay of `preprocess` on the radiograph at `path` (after its inversion check
+    /// and crop to the hand, as `preprocess.hand` says for this file).
     pub fn of(path: &std::path::Path, preprocess: &Preprocess) -> Result<CropOverlay> {
-        Ok(Self::new(
-            preprocess::decode_gray(path, preprocess.max_pixels)?,
-            preprocess,
-        ))
+        let d = preprocess::decode(path, preprocess.max_pixels)?;
+        let prepared = preprocess.prepare(path, d.image.clone(), d.dicom.is_some())?;
+        let mut overlay = match prepared.hand {
+            None => Self::new(prepared.image, preprocess),
+            Some(b) => {
+                let [t, l, h, w] = b.rect.map(f64::from);
+                let mut o = Self::new(prepared.image, preprocess);
+                // The windows were placed on the crop: move them onto the whole image.
+                for r in [&mut o.regions.crop, &mut o.regions.cached] {
+                    r[0] += t;
+                    r[1] += l;
+                }
+                let mut full = d.image;
+                if prepared.inverted {
+                    image::imageops::invert(&mut full);
+                }
+                o.image = full;
+                o.hand = Some([t, l, h, w]);
+                o.title = format!("{}; hand {:.0}×{:.0}", o.title, h, w);
+                o
+            }
+        };
+        if let Some(w) = prepared.warnings.first() {
+            overlay.title = format!("{} ({})", overlay.title, w.split(';').next().unwrap_or(w));
+        }
+        Ok(overlay)
     }
 
     /// The overlay of `preprocess` on a decoded radiograph.
@@ -41,6 +67,7 @@ impl CropOverlay {
             ),
             image,
             regions,
+            hand: None,
         }
     }
 }
@@ -69,7 +96,11 @@ impl Plot for CropOverlay {
         ))
         .map_err(plot_err)?;
         draw_image(&body, &self.image, Some(self.bounds()))?;
-        for (window, colour) in [(self.regions.cached, MARGIN), (self.regions.crop, CROP)] {
+        let hand = self.hand.map(|b| (b, HAND));
+        for (window, colour) in [(self.regions.cached, MARGIN), (self.regions.crop, CROP)]
+            .into_iter()
+            .chain(hand)
+        {
             let [t, l, h, w] = window;
             body.draw(&Rectangle::new(
                 [p(t, l), p(t + h, l + w)],
@@ -78,14 +109,19 @@ impl Plot for CropOverlay {
             .map_err(plot_err)?;
         }
         let half = key.dim_in_pixel().0 as i32 / 2;
+        if self.hand.is_some() {
+            key.draw_text("green: the hand found", &font(13.0).color(&HAND), (8, 4))
+                .map_err(plot_err)?;
+        }
+        let x0 = if self.hand.is_some() { half / 2 } else { 8 };
         key.draw_text(
             "red: the crop (network input)",
             &font(13.0).color(&CROP),
-            (8, 4),
+            (x0, 4),
         )
         .map_err(plot_err)?;
         key.draw_text(
-            "yellow: crop + margin (cached for augmentation)",
+            "yellow: crop + margin (cached)",
             &font(13.0).color(&RGBColor(170, 140, 0)),
             (half, 4),
         )
@@ -100,6 +136,7 @@ impl Plot for CropOverlay {
 
 const CROP: RGBColor = RGBColor(220, 30, 30);
 const MARGIN: RGBColor = RGBColor(240, 200, 0);
+const HAND: RGBColor = RGBColor(30, 200, 60);
 
 impl CropOverlay {
     /// `[top, left, h, w]` covering the image and both windows.

@@ -1,9 +1,11 @@
 //! Decoding: image headers and pixels to 8-bit grey, with a size limit checked from the
-//! header before anything is allocated.
+//! header before anything is allocated. DICOM files (recognised by content) go through
+//! [`super::dicom`]; PNG and JPEG through `image`.
 use std::path::Path;
 
 use image::GrayImage;
 
+use super::dicom::{self, DicomInfo};
 use crate::error::{Error, Result};
 
 /// A reader for `path` with the format guessed from its content.
@@ -13,8 +15,19 @@ fn open_image(path: &Path) -> Result<image::ImageReader<std::io::BufReader<std::
         .map_err(|e| Error::io(path, e))
 }
 
+/// A decoded radiograph, with what its DICOM header said when it was one.
+#[derive(Clone, Debug)]
+pub struct Decoded {
+    pub image: GrayImage,
+    pub dicom: Option<DicomInfo>,
+}
+
 /// An image's [H, W] from its header alone (nothing is decoded).
 pub fn dimensions(path: &Path) -> Result<[u32; 2]> {
+    if dicom::is_dicom(path) {
+        let info = dicom::header(path)?;
+        return Ok([info.rows, info.columns]);
+    }
     let (w, h) = open_image(path)?
         .into_dimensions()
         .map_err(|e| Error::Image {
@@ -40,10 +53,23 @@ pub fn checked_dimensions(path: &Path, max_pixels: u64) -> Result<[u32; 2]> {
     Ok([h, w])
 }
 
-/// Decodes a PNG or JPEG to 8-bit grayscale: RGB(A) and palette images by luminance,
-/// 16-bit images by stretching their own min–max range to 0–255 (12-bit data would
-/// otherwise come out nearly black). Refuses images over `max_pixels`.
+/// [`decode`]'s grey levels alone.
 pub fn decode_gray(path: &Path, max_pixels: u64) -> Result<GrayImage> {
+    decode(path, max_pixels).map(|d| d.image)
+}
+
+/// Decodes a radiograph to 8-bit grey: DICOM through its rescale, window and photometric
+/// interpretation ([`dicom::read`]); PNG and JPEG with RGB(A) and palette images by
+/// luminance, 16-bit images by stretching their own min–max range to 0–255 (12-bit data
+/// would otherwise come out nearly black). Refuses images over `max_pixels`.
+pub fn decode(path: &Path, max_pixels: u64) -> Result<Decoded> {
+    if dicom::is_dicom(path) {
+        let (image, info) = dicom::read(path, max_pixels)?;
+        return Ok(Decoded {
+            image,
+            dicom: Some(info),
+        });
+    }
     let bad = |message: String| Error::Image {
         path: path.to_path_buf(),
         message,
@@ -60,14 +86,15 @@ pub fn decode_gray(path: &Path, max_pixels: u64) -> Result<GrayImage> {
     let img = reader
         .decode()
         .map_err(|e| bad(format!("cannot decode: {e}")))?;
-    Ok(match img {
+    let image = match img {
         image::DynamicImage::ImageLuma8(g) => g,
         image::DynamicImage::ImageLuma16(g) => stretch_u16(&g),
         image::DynamicImage::ImageLumaA16(_)
         | image::DynamicImage::ImageRgb16(_)
         | image::DynamicImage::ImageRgba16(_) => stretch_u16(&img.to_luma16()),
         other => other.to_luma8(),
-    })
+    };
+    Ok(Decoded { image, dicom: None })
 }
 
 fn stretch_u16(img: &image::ImageBuffer<image::Luma<u16>, Vec<u16>>) -> GrayImage {

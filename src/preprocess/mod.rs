@@ -1,5 +1,6 @@
 //! The `[preprocess]` stage, run once per image before caching (and identically at
-//! evaluation and prediction time): decode ([`decode`]) → optional fit to 2080×1600 →
+//! evaluation and prediction time): decode ([`decode`], DICOM through [`dicom`]) → the
+//! inversion check and the crop to the hand ([`hand`], `[preprocess.hand]`) → optional fit to 2080×1600 →
 //! crop with a margin for augmentation, zero fill outside the image → cubic scaling
 //! ([`geometry`]) → intensity normalisation ([`intensity`]). The recipe: crop 2000×1500
 //! centred at (row 1040, col 800), scale 0.25 to 500×375, then standardise
@@ -12,11 +13,15 @@ use serde::{Deserialize, Serialize};
 use crate::error::{Error, Result};
 
 pub mod decode;
+pub mod dicom;
 pub mod geometry;
+pub mod hand;
 pub mod intensity;
+pub mod survey;
 
-pub use decode::{checked_dimensions, decode_gray, dimensions};
+pub use decode::{checked_dimensions, decode, decode_gray, dimensions, Decoded};
 pub use geometry::{crop_padded, fit, fit_box, resize, CropRegions, Geometry};
+pub use hand::{find_hand, looks_inverted, HandBox, HandConfig, HandCrop, OnFailure};
 pub use intensity::{histogram, map_levels, normalize, percentile, Normalize};
 
 /// The geometry and intensity steps before caching. `Default` is the recipe.
@@ -58,6 +63,20 @@ pub struct Preprocess {
     pub darken: Option<f64>,
     /// Images with more pixels than this are refused (decompression bombs).
     pub max_pixels: u64,
+    /// The inversion check and the crop to the hand, before everything above.
+    pub hand: HandConfig,
+}
+
+/// An image after the checks and the crop to the hand, before the geometry steps.
+#[derive(Clone, Debug)]
+pub struct Prepared {
+    pub image: GrayImage,
+    /// The hand's box in the decoded image, when it was cropped to it.
+    pub hand: Option<HandBox>,
+    /// Whether the inversion check turned the image back.
+    pub inverted: bool,
+    /// What was done about the image (inverted back, left uncropped), with why.
+    pub warnings: Vec<String>,
 }
 
 impl Default for Preprocess {
@@ -74,6 +93,7 @@ impl Default for Preprocess {
             squeeze: None,
             darken: None,
             max_pixels: 64 << 20,
+            hand: HandConfig::default(),
         }
     }
 }
@@ -110,6 +130,24 @@ impl Preprocess {
         if self.max_pixels == 0 {
             return bad("max_pixels = 0 refuses every image".into());
         }
+        if !(0.0..=1.0).contains(&self.hand.margin) {
+            return bad(format!(
+                "hand.margin = {} must be in [0, 1]",
+                self.hand.margin
+            ));
+        }
+        if self.hand.crop == HandCrop::On
+            && self.whole_image
+            && self.fit.is_none()
+            && self.stretch.is_none()
+        {
+            return bad(
+                "hand.crop = \"on\" in whole-image mode needs fit or stretch: the crops differ in size".into(),
+            );
+        }
+        if self.hand.not_found == OnFailure::Off {
+            return bad("hand.not_found must be \"refuse\" or \"fix\" (keep uncropped)".into());
+        }
         match self.normalize {
             Normalize::Percentile { low, high } if !(0.0 <= low && low < high && high <= 100.0) => {
                 bad(format!(
@@ -130,15 +168,71 @@ impl Preprocess {
         }
     }
 
-    /// Decodes `path` and applies every step: the image that goes into the cache.
+    /// Decodes `path` and applies every step: the image that goes into the cache. What
+    /// the checks did is logged as warnings.
     pub fn load(&self, path: &Path) -> Result<GrayImage> {
-        let img = decode_gray(path, self.max_pixels)?;
-        self.apply(&img).map_err(|e| match e {
+        let decoded = decode(path, self.max_pixels)?;
+        let prepared = self.prepare(path, decoded.image, decoded.dicom.is_some())?;
+        for w in &prepared.warnings {
+            tracing::warn!("{}: {w}", path.display());
+        }
+        self.apply(&prepared.image).map_err(|e| match e {
             Error::Invalid { message, .. } => Error::Image {
                 path: path.to_path_buf(),
                 message,
             },
             e => e,
+        })
+    }
+
+    /// The inversion check, then the crop to the hand (for DICOM input, or every image,
+    /// as `hand.crop` says). `path` names the image in errors.
+    pub fn prepare(&self, path: &Path, mut image: GrayImage, is_dicom: bool) -> Result<Prepared> {
+        let refuse = |message: String| Error::Image {
+            path: path.to_path_buf(),
+            message,
+        };
+        let mut warnings = Vec::new();
+        let inverted = self.hand.inverted != OnFailure::Off && looks_inverted(&image);
+        if inverted {
+            let what =
+                "the border is brighter than the centre: the image looks inverted (bone dark)";
+            if self.hand.inverted == OnFailure::Refuse {
+                return Err(refuse(format!(
+                    "{what}; refused (preprocess.hand.inverted = \"refuse\")"
+                )));
+            }
+            image::imageops::invert(&mut image);
+            warnings.push(format!(
+                "{what}; inverted back (preprocess.hand.inverted = \"fix\")"
+            ));
+        }
+        let crop = match self.hand.crop {
+            HandCrop::Off => false,
+            HandCrop::Dicom => is_dicom,
+            HandCrop::On => true,
+        };
+        let mut hand = None;
+        if crop {
+            match find_hand(&image, self.hand.margin) {
+                Ok(b) => {
+                    let [top, left, h, w] = b.rect;
+                    image = image::imageops::crop_imm(&image, left, top, w, h).to_image();
+                    hand = Some(b);
+                }
+                Err(why) if self.hand.not_found == OnFailure::Refuse => {
+                    return Err(refuse(format!(
+                        "{why} (preprocess.hand.not_found = \"refuse\")"
+                    )))
+                }
+                Err(why) => warnings.push(format!("{why}; processed uncropped")),
+            }
+        }
+        Ok(Prepared {
+            image,
+            hand,
+            inverted,
+            warnings,
         })
     }
 
@@ -296,6 +390,30 @@ mod tests {
             mean(&dark),
             mean(&out)
         );
+    }
+
+    #[test]
+    fn an_image_without_a_plausible_hand_is_kept_uncropped_or_refused_as_configured() {
+        let empty = GrayImage::from_pixel(200, 200, image::Luma([30]));
+        let mut p = Preprocess::default();
+        p.hand.crop = HandCrop::On;
+        let kept = p
+            .prepare(Path::new("flat.png"), empty.clone(), false)
+            .unwrap();
+        assert!(kept.hand.is_none() && kept.image == empty);
+        assert!(
+            kept.warnings[0].contains("processed uncropped"),
+            "{:?}",
+            kept.warnings
+        );
+        p.hand.not_found = OnFailure::Refuse;
+        let err = p
+            .prepare(Path::new("flat.png"), empty.clone(), false)
+            .unwrap_err();
+        assert!(err.to_string().contains("flat.png"), "{err}");
+        // "dicom" crops DICOM input only.
+        p.hand.crop = HandCrop::Dicom;
+        assert!(p.prepare(Path::new("flat.png"), empty, false).is_ok());
     }
 
     #[test]

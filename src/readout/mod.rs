@@ -4,6 +4,7 @@
 //! mean and SD at that age, a Z-score and a determination (delayed, normal, advanced or
 //! indeterminate), with the model's own 95% interval for the bone age.
 mod age;
+mod patient;
 mod reference;
 mod visits;
 
@@ -16,6 +17,7 @@ use crate::error::{Error, Result};
 use crate::model::AGE_RANGE_MONTHS;
 
 pub use age::{parse_date, years_months, ChronologicalAge, DAYS_PER_MONTH};
+pub use patient::{Patient, AGE_TOLERANCE_MONTHS};
 pub use reference::{Reference, ReferencePoint, Sex, POPULATION_NOTE, TABLE};
 pub use visits::{read_visits, Visit};
 
@@ -138,13 +140,17 @@ pub struct Readout {
     pub normal_sd: f64,
     /// Whether the checkpoint's recalibration was applied to the bone age.
     pub calibrated: bool,
+    /// Which of the sex and the age were read from the DICOM file's tags.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub from_file: Vec<&'static str>,
     pub warnings: Vec<String>,
     pub population_note: &'static str,
 }
 
 impl Readout {
     /// Scores `estimate` for a child of `sex` and `age`; `interval` is the checkpoint's
-    /// validation residual interval for predictions made as `estimate` was.
+    /// validation residual interval for predictions made as `estimate` was. (`from_file`
+    /// starts empty: [`Patient`] says which values a DICOM file gave.)
     pub fn new(
         estimate: Estimate,
         sex: Sex,
@@ -209,6 +215,7 @@ impl Readout {
             centring: config.centring,
             normal_sd: config.normal_sd,
             calibrated: estimate.calibrated,
+            from_file: Vec::new(),
             warnings,
             population_note: POPULATION_NOTE,
         })
@@ -242,15 +249,30 @@ impl Readout {
             (Some(b), Some(e)) => format!("; born {b}, examined {e}"),
             _ => String::new(),
         };
+        let source = |what| {
+            if self.from_file.contains(&what) {
+                " (from the DICOM file)"
+            } else {
+                ""
+            }
+        };
         rows.push((
             "Chronological age",
             format!(
-                "{:.1} months ({}){dates}",
+                "{:.1} months ({}){dates}{}",
                 ca.months,
-                years_months(ca.months)
+                years_months(ca.months),
+                source("age")
             ),
         ));
-        rows.push(("Sex", self.sex.children().trim_end_matches('s').to_string()));
+        rows.push((
+            "Sex",
+            format!(
+                "{}{}",
+                self.sex.children().trim_end_matches('s'),
+                source("sex")
+            ),
+        ));
         rows.push(("BA − CA", format!("{:+.1} months", self.difference_months)));
         rows.push((
             "Reference mean, SD",
