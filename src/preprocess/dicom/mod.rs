@@ -129,11 +129,14 @@ pub fn is_dicom(path: &Path) -> bool {
         .extension()
         .and_then(|e| e.to_str())
         .is_some_and(|e| e.eq_ignore_ascii_case("dcm") || e.eq_ignore_ascii_case("dicom"));
+    if by_name {
+        return true;
+    }
     let mut head = [0u8; 132];
     let n = std::fs::File::open(path)
         .and_then(|mut f| f.read(&mut head))
         .unwrap_or(0);
-    by_name || (n == 132 && &head[128..132] == b"DICM") || (n >= 4 && &head[..4] == b"DICM")
+    (n == 132 && &head[128..132] == b"DICM") || (n >= 4 && &head[..4] == b"DICM")
 }
 
 /// `path`'s header without its pixel data: size, frames, photometric interpretation,

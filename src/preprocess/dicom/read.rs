@@ -82,12 +82,7 @@ fn describe(path: &Path, obj: &DefaultDicomObject) -> Result<(DicomInfo, Voi)> {
         .trim_end_matches('\0')
         .to_string();
     let name = check_transfer_syntax(path, &uid)?;
-    let text = |tag| {
-        obj.element_opt(tag)
-            .ok()
-            .flatten()
-            .and_then(|e| e.to_str().ok().map(|s| s.trim().to_string()))
-    };
+    let text = |tag| super::tags::text(obj, tag);
     let photometric = text(tags::PHOTOMETRIC_INTERPRETATION).unwrap_or_default();
     let rows = int(obj, tags::ROWS).unwrap_or(0).max(0) as u32;
     let columns = int(obj, tags::COLUMNS).unwrap_or(0).max(0) as u32;
@@ -265,10 +260,9 @@ const BIG_ENDIAN: &str = "1.2.840.10008.1.2.2";
 
 /// Whether the transfer syntax encapsulates (compresses) its pixel data.
 fn is_encapsulated(uid: &str) -> bool {
-    !matches!(
-        uid,
-        "1.2.840.10008.1.2" | "1.2.840.10008.1.2.1" | "1.2.840.10008.1.2.1.99" | BIG_ENDIAN
-    )
+    TransferSyntaxRegistry
+        .get(uid)
+        .is_some_and(|ts| ts.is_encapsulated_pixel_data())
 }
 
 /// Whether jpeg-decoder will convert a 3-component JPEG from YCbCr although DICOM says

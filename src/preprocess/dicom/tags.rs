@@ -7,7 +7,7 @@ use dicom_object::{InMemDicomObject, Tag};
 use super::DicomMeta;
 
 /// A string element's trimmed text; `None` when absent or empty.
-fn text(obj: &InMemDicomObject, tag: Tag) -> Option<String> {
+pub(super) fn text(obj: &InMemDicomObject, tag: Tag) -> Option<String> {
     let e = obj.element_opt(tag).ok()??;
     let s = e.to_str().ok()?;
     let s = s.trim_matches(|c: char| c.is_whitespace() || c == '\0');
