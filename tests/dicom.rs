@@ -381,6 +381,7 @@ fn predict_reads_dicom_like_png_takes_sex_and_age_from_tags_and_never_prints_ide
             "{l}"
         );
         let ba = l["bone_age_months"].as_f64().unwrap();
+        println!("{}: {ba:.3} months, the PNG {png_age:.3}", f.display());
         assert!(
             (ba - png_age).abs() <= 0.5,
             "{}: {ba} vs the PNG's {png_age}",
