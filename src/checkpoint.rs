@@ -217,6 +217,21 @@ impl Checkpoint {
 }
 
 impl Checkpoint {
+    /// The same architecture with freshly initialised weights (libtorch seeded with
+    /// `seed`); preprocessing, calibration and sidecar kept. The model randomisation of
+    /// the explanation maps' sanity checks.
+    pub fn reinitialized(&self, seed: i64) -> Result<Checkpoint> {
+        tch::manual_seed(seed);
+        let vs = nn::VarStore::new(self.vs.device());
+        let model = M46::new(&vs.root(), self.meta.input_shape, self.model.config.clone())?;
+        Ok(Checkpoint {
+            vs,
+            model,
+            meta: self.meta.clone(),
+            path: self.path.with_extension("reinitialized"),
+        })
+    }
+
     /// The preprocessing that brings a radiograph of any size to this network's input;
     /// see [`inference_preprocess`].
     pub fn preprocess(&self) -> Result<Preprocess> {

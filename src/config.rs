@@ -13,6 +13,7 @@ use serde::{Deserialize, Serialize};
 use crate::augment::AugmentConfig;
 use crate::dataset::DataConfig;
 use crate::error::{Error, Result};
+use crate::explain::ExplainConfig;
 use crate::files::PathsConfig;
 use crate::folds::FoldsConfig;
 use crate::loader::LoaderConfig;
@@ -36,6 +37,7 @@ pub struct Config {
     pub loader: LoaderConfig,
     pub model: ModelConfig,
     pub train: TrainConfig,
+    pub explain: ExplainConfig,
     pub readout: ReadoutConfig,
 }
 
@@ -84,6 +86,7 @@ impl Config {
         self.augment.validate()?;
         self.loader.validate()?;
         self.train.validate()?;
+        self.explain.validate()?;
         self.readout.validate()
     }
 

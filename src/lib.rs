@@ -60,9 +60,11 @@ pub mod preprocess;
 pub mod augment;
 pub mod loader;
 
-// 4. The model (`[model]`) and its checkpoints.
+// 4. The model (`[model]`), its checkpoints, and its uncertainty: the recalibration and
+//    residual interval a checkpoint carries, an ensemble's interval and its coverage.
 pub mod calibration;
 pub mod checkpoint;
+pub mod interval;
 pub mod model;
 
 // 5. Training (`[train]`): schedule, optimiser, one epoch, its record, the run directory.
@@ -76,8 +78,11 @@ pub mod schedule;
 pub mod tensorboard;
 pub mod train;
 
-// 6. Inference: scoring a labelled set, reading single radiographs.
+// 6. Inference: scoring a labelled set, reading single radiographs; ensembles (K-fold
+//    training, calibration on the folds, the 95% interval); explanation maps.
+pub mod ensemble;
 pub mod evaluate;
+pub mod explain;
 pub mod predict;
 
 // 7. The clinical readout (`[readout]`): bone age against chronological age and the
@@ -97,6 +102,7 @@ pub use checkpoint::Checkpoint;
 pub use config::Config;
 pub use dataset::{Dataset, Layout, Split};
 pub use doctor::Doctor;
+pub use ensemble::Ensemble;
 pub use error::{Error, Result};
 pub use folds::{FoldMethod, FoldsConfig, SexFilter};
 pub use loader::{Batch, BatchLoader, LoaderConfig};

@@ -100,6 +100,20 @@ enum Command {
     /// cannot be read is reported and the others are still predicted; the exit code is
     /// then 1 (with --visits: only when no visit could be read).
     Predict(cli::predict::PredictArgs),
+    /// An explanation map of one radiograph: where in the network's input the reading
+    /// comes from.
+    ///
+    /// occlusion slides a patch of the image's mean over the input (in batches) and maps
+    /// how much the predicted age changes when each part is hidden (months; red: the part
+    /// makes the hand read older); grad-cam weights a convolutional block's activations
+    /// (by default the last one at least 10 cells across) by the gradient of the
+    /// prediction (relative units). The figure overlays the map on the network's input
+    /// with a colour bar; --json prints the map's grid and its top regions. An ensemble's
+    /// map is its members' mean.
+    Explain(cli::explain::ExplainArgs),
+    /// K-fold ensembles: calibrate the 95% interval on the out-of-fold predictions, or show it.
+    #[command(subcommand)]
+    Ensemble(cli::ensemble::EnsembleCommand),
     /// Figures as PNG or SVG files: data, augmentation, training curves, evaluation.
     #[command(subcommand)]
     Plot(cli::plot::PlotCommand),
@@ -159,6 +173,8 @@ fn run(cli: Cli) -> Result<ExitCode> {
         }
         Command::Evaluate(args) => cli::evaluate::run(args, &config)?,
         Command::Predict(args) => return cli::predict::predict(args, &config),
+        Command::Explain(args) => cli::explain::run(args, &config)?,
+        Command::Ensemble(cmd) => cli::ensemble::run(cmd, &config)?,
         Command::Plot(cmd) => cli::plot::run(cmd, &config)?,
         Command::Bench(cmd) => cli::bench::run(cmd, &config)?,
     }

@@ -170,12 +170,43 @@ impl M46 {
     /// `[N, C, H, W]` images (and `[N, 1]` male as 1/0 when `sex_input`) → `[N, 1]`:
     /// standardised age, or the sex logit.
     pub fn forward(&self, x: &Tensor, male: Option<&Tensor>, train: bool) -> Tensor {
+        self.forward_with(x, male, train, None).1
+    }
+
+    /// Eval-mode forward pass that also returns block `block`'s (1-based) activation
+    /// before its pool, `[N, C, h, w]`, for Grad-CAM; gradients flow as usual.
+    pub fn forward_explained(
+        &self,
+        x: &Tensor,
+        male: Option<&Tensor>,
+        block: usize,
+    ) -> (Tensor, Tensor) {
+        let (a, y) = self.forward_with(x, male, false, Some(block));
+        (a.expect("block checked by the caller"), y)
+    }
+
+    fn forward_with(
+        &self,
+        x: &Tensor,
+        male: Option<&Tensor>,
+        train: bool,
+        keep: Option<usize>,
+    ) -> (Option<Tensor>, Tensor) {
         let mut x = x.shallow_clone();
-        for b in &self.blocks {
+        let mut kept = None;
+        for (k, b) in self.blocks.iter().enumerate() {
             x = b.conv3.forward(&x).elu().apply_t(&b.bn1, train);
             x = b.conv1.forward(&x).elu().apply_t(&b.bn2, train);
+            if keep == Some(k + 1) {
+                kept = Some(x.shallow_clone()); // [N, C, h, w]
+            }
             x = x.max_pool2d([3, 3], [2, 2], [0, 0], [1, 1], false); // [N, C, H', W']
         }
+        (kept, self.head(&x, male, train))
+    }
+
+    /// Flattened features (and sex) → the output `[N, 1]`.
+    fn head(&self, x: &Tensor, male: Option<&Tensor>, train: bool) -> Tensor {
         let mut x = x.flatten(1, -1); // [N, features]
         if self.config.sex_input {
             let m = male.expect("this model takes sex as an input");

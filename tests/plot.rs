@@ -57,12 +57,7 @@ fn predictions() -> Vec<Prediction> {
         .map(|i| {
             let truth = 12.0 + 5.0 * i as f64;
             let err = [1.0, -1.0, 2.0, -2.0][i % 4];
-            Prediction {
-                id: i as i64,
-                male: i % 2 == 0,
-                boneage: Some(truth),
-                predicted: truth + err,
-            }
+            Prediction::new(i as i64, i % 2 == 0, Some(truth), truth + err)
         })
         .collect()
 }
@@ -108,12 +103,7 @@ fn scatter_and_residuals_report_mae_and_agreement_limits() {
         svg.lines().find(|l| l.contains("bias")).unwrap_or("")
     );
 
-    let sex_model = vec![Prediction {
-        id: 1,
-        male: true,
-        boneage: None,
-        predicted: 0.9,
-    }];
+    let sex_model = vec![Prediction::new(1, true, None, 0.9)];
     let err = plot::render_png(
         &plot::PredictionScatter {
             predictions: sex_model,
@@ -224,12 +214,7 @@ fn radiograph_grid_shows_the_images_under_their_titles() {
     let preds: Vec<Prediction> = bone_age::dataset::ids(&ds.frame)
         .unwrap()
         .into_iter()
-        .map(|id| Prediction {
-            id,
-            male: true,
-            boneage: Some(130.0),
-            predicted: 121.0,
-        })
+        .map(|id| Prediction::new(id, true, Some(130.0), 121.0))
         .collect();
     let tiles = plot::prediction_tiles(&ds.frame, &preds, 4).unwrap();
     assert_eq!(tiles.len(), 4);
@@ -407,6 +392,10 @@ fn predictions_csv_reads_back_and_bad_rows_name_the_line() {
         calibration: None,
         out_of_range: 0,
         interval: None,
+        coverage: None,
+        interval_source: String::new(),
+        members: Vec::new(),
+        mean_spread: None,
         predictions: predictions(),
     };
     let path = dir.path().join("predictions.csv");

@@ -3,27 +3,66 @@
 //! no browser) with the reading's numbers in its text and one A4 page when printed.
 use std::path::Path;
 
-use bone_age::calibration::ResidualInterval;
+use bone_age::explain::{Explanation, Grid, Method};
 use bone_age::plot::{self, GrowthChart};
+use bone_age::predict::MemberValue;
 use bone_age::readout::{ChronologicalAge, Estimate, Readout, ReadoutConfig, Sex};
 use bone_age::report::{ModelInfo, Report, ReportVisit};
 use image::GrayImage;
 
 fn readout(ba: f64, sex: Sex, birth: &str, exam: &str) -> Readout {
+    // A 3-fold ensemble's reading: the members, their spread and the CV+ interval.
     let reading = Estimate {
         image: format!("visit-{exam}.png").into(),
         months: ba,
         calibrated: true,
         warnings: vec![],
+        interval: Some([ba - 21.5, ba + 23.0]),
+        interval_source: "CV+: out-of-fold residuals of 3 folds, 11358 images, and the members' \
+                          spread"
+            .into(),
+        members: [-2.0, 0.5, 1.5]
+            .iter()
+            .enumerate()
+            .map(|(k, d)| MemberValue {
+                name: format!("fold-{}", k + 1),
+                value: ba + d,
+            })
+            .collect(),
+        spread: Some(1.80),
     };
     let age = ChronologicalAge::from_date_strings(birth, exam).unwrap();
-    let iv = ResidualInterval {
-        level: 0.95,
-        low: -21.5,
-        high: 23.0,
-        n: 1253,
-    };
-    Readout::new(reading, sex, age, Some(&iv), &ReadoutConfig::default()).unwrap()
+    Readout::new(reading, sex, age, &ReadoutConfig::default()).unwrap()
+}
+
+/// An occlusion map over a 128×128 input, strongest at the carpals' place.
+fn explanation(input: &GrayImage) -> Explanation {
+    let map: Vec<f32> = (0..128 * 128)
+        .map(|i| {
+            let (y, x) = ((i / 128) as f32, (i % 128) as f32);
+            12.0 * (-((y - 80.0).powi(2) + (x - 64.0).powi(2)) / 400.0).exp() - 1.0
+        })
+        .collect();
+    Explanation {
+        image: "hand.png".into(),
+        method: Method::Occlusion,
+        unit: "months".into(),
+        prediction: 80.0,
+        members: 3,
+        patch: Some(16),
+        stride: Some(8),
+        layer: None,
+        input_size: [128, 128],
+        grid: Grid {
+            rows: 1,
+            cols: 1,
+            values: vec![11.0],
+            boxes: vec![[72, 56, 16, 16]],
+        },
+        top: vec![],
+        input: input.clone(),
+        map,
+    }
 }
 
 /// The polygon's points, in pixels.
@@ -94,13 +133,19 @@ fn report(dir: &Path) -> (std::path::PathBuf, Readout) {
     });
     let input = GrayImage::from_fn(128, 128, |x, y| image::Luma([((x * 2 + y) % 256) as u8]));
     let model = ModelInfo {
-        checkpoint: "runs/rsna-128/ema.safetensors".into(),
+        checkpoint: "runs/ens3".into(),
         epoch: 10,
         val_mae_months: Some(11.37),
         trained_with: "0.1.0".into(),
         crate_version: env!("CARGO_PKG_VERSION").into(),
+        members: 3,
+        oof_mae_months: Some(12.31),
+        oof_coverage: Some(0.953),
     };
-    let visit = ReportVisit::new(r.clone(), &hand, &input).unwrap();
+    let visit = ReportVisit::new(r.clone(), &hand, &input)
+        .unwrap()
+        .with_explanation(&explanation(&input))
+        .unwrap();
     let path = dir.join("report.html");
     Report {
         title: "hand.png".into(),
@@ -123,8 +168,13 @@ fn the_report_is_self_contained_and_holds_every_field() {
         &format!("{:.1} months", r.chronological_age.months),
         &format!("{:+.2}", r.z.unwrap()),
         "advanced",
-        "runs/rsna-128/ema.safetensors",
+        "an ensemble of 3 models in runs/ens3",
         "11.37 months",
+        "out-of-fold MAE 12.31 months, 95% intervals held for 95.3%",
+        "fold-1 78.0, fold-2 80.5, fold-3 81.5 months; SD 1.8",
+        "CV+: out-of-fold residuals of 3 folds",
+        "where the reading comes from",
+        "hiding each region changes the bone age",
         "Cleveland",
         "data:image/png;base64,",
         "<svg",
@@ -135,7 +185,8 @@ fn the_report_is_self_contained_and_holds_every_field() {
     for bad in ["src=\"http", "href=", "url(", "@import", "<script", "<link"] {
         assert!(!html.contains(bad), "{bad} in the report");
     }
-    assert_eq!(html.matches("data:image/png;base64,").count(), 2);
+    // The radiograph, the input view and the explanation map.
+    assert_eq!(html.matches("data:image/png;base64,").count(), 3);
 }
 
 /// Runs headless Chromium on `args` (as root it needs --no-sandbox).
@@ -196,6 +247,7 @@ fn the_report_renders_in_headless_chromium_on_one_a4_page() {
             &format!("{:+.2}", r.z.unwrap()),
             "advanced",
             "not a medical device",
+            "fold-2 80.5",
         ] {
             assert!(dom.contains(want), "{want} not in the rendered page");
         }

@@ -1,9 +1,10 @@
-//! `bone-age evaluate`: a checkpoint on a labelled set (metrics, predictions, figures).
+//! `bone-age evaluate`: a checkpoint or an ensemble on a labelled set (metrics, each
+//! member's, the interval's coverage, predictions, figures).
 use std::path::PathBuf;
 
-use anyhow::{Context, Result};
+use anyhow::{bail, Context, Result};
 use bone_age::evaluate::EvalOptions;
-use bone_age::{Checkpoint, Config};
+use bone_age::{Config, Ensemble};
 use clap::Args;
 
 use super::data::DataSource;
@@ -11,9 +12,10 @@ use super::data::DataSource;
 #[derive(Args)]
 pub struct EvaluateArgs {
     /// A `*.safetensors` checkpoint with its `.json` sidecar, or a run directory: then its
-    /// weight average (ema), else best, else last.
-    #[arg(long, value_name = "FILE|RUN_DIR")]
-    checkpoint: PathBuf,
+    /// weight average (ema), else best, else last. A K-fold run (`train --folds K`), or the
+    /// flag repeated, scores an ensemble: the members' mean, each member alone, the spread.
+    #[arg(long, value_name = "FILE|RUN_DIR", required = true)]
+    checkpoint: Vec<PathBuf>,
     #[command(flatten)]
     source: DataSource,
     /// The checkpoint's held-out validation fold of the train split. This is also the
@@ -80,18 +82,40 @@ pub fn run(args: EvaluateArgs, config: &Config) -> Result<()> {
         json,
     } = args;
     let device = bone_age::runtime::init(&config.runtime)?;
-    let mut ckpt = Checkpoint::load(&checkpoint, device)?;
-    ckpt.meta.config.preprocess.squeeze = squeeze;
-    ckpt.meta.config.preprocess.darken = darken;
-    ckpt.meta.config.preprocess.validate()?;
+    let mut model = Ensemble::load(&checkpoint, device)?;
+    for w in &model.warnings {
+        eprintln!("warning: {w}");
+    }
+    model.for_each_config(|c| {
+        c.preprocess.squeeze = squeeze;
+        c.preprocess.darken = darken;
+    });
+    model.first().meta.config.preprocess.validate()?;
     if no_calibration {
-        ckpt.meta.calibration = None;
+        model.without_calibration();
+    }
+    let ensemble = model.len() > 1;
+    if ensemble && store_interval {
+        bail!("--store-interval stores one checkpoint's interval: give one --checkpoint (an ensemble's is calibrated by `bone-age ensemble calibrate`)");
     }
     let data_dir = source
         .data_dir
         .clone()
         .unwrap_or_else(|| config.paths.data_dir.clone());
+    let ckpt = model.first();
     let f = &ckpt.meta.config.folds;
+    if ensemble && (validation || !source.chosen()) {
+        let has_test = bone_age::evaluate::test_frame(&ckpt.meta.config, &data_dir)
+            .map(|(set, _)| set.starts_with("test split"))
+            .unwrap_or(false);
+        if validation || !has_test {
+            bail!(
+                "an ensemble has no held-out fold of its own: each member trained on the others' \
+                 validation folds. Score it on a labelled test split (--split test, --labels) or \
+                 see its out-of-fold scores (`bone-age ensemble show`)"
+            );
+        }
+    }
     let held_out = format!(
         "held-out fold {} of {} (the checkpoint's folds)",
         f.val_fold, f.n_folds
@@ -111,8 +135,8 @@ pub fn run(args: EvaluateArgs, config: &Config) -> Result<()> {
         bone_age::evaluate::test_frame(&ckpt.meta.config, &data_dir)?
     };
     eprintln!("evaluating on {set}");
-    let mut eval = bone_age::evaluate::evaluate(
-        &ckpt,
+    let mut eval = bone_age::ensemble::evaluate(
+        &model,
         &frame,
         &config.paths.cache_dir(),
         &EvalOptions {
@@ -122,9 +146,15 @@ pub fn run(args: EvaluateArgs, config: &Config) -> Result<()> {
     )?;
     eval.set = set;
     let out = out.unwrap_or_else(|| {
-        ckpt.path
-            .parent()
-            .unwrap_or(std::path::Path::new("."))
+        model
+            .root
+            .clone()
+            .unwrap_or_else(|| {
+                ckpt.path
+                    .parent()
+                    .unwrap_or(std::path::Path::new("."))
+                    .to_path_buf()
+            })
             .join("evaluation")
     });
     std::fs::create_dir_all(&out).with_context(|| format!("creating {}", out.display()))?;

@@ -2,7 +2,9 @@
 pub mod bench;
 pub mod data;
 pub mod download;
+pub mod ensemble;
 pub mod evaluate;
+pub mod explain;
 pub mod plot;
 pub mod predict;
 pub mod train;

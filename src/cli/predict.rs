@@ -1,13 +1,15 @@
 //! `bone-age predict`: single radiographs (the bone age, or with a sex and an age the
-//! clinical reading, optionally as an HTML report), or a visits CSV in batch.
+//! clinical reading, optionally as an HTML report with an explanation map), or a visits
+//! CSV in batch; with one checkpoint or an ensemble.
 use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::{bail, Context, Result};
+use bone_age::explain::Method;
 use bone_age::preprocess::HandCrop;
 use bone_age::readout::{read_visits, Centring, ChronologicalAge, Patient, Readout, Sex};
-use bone_age::report::{ModelInfo, Report, ReportVisit};
-use bone_age::{Checkpoint, Config};
+use bone_age::report::{ModelInfo, Report, ReportVisit, VisitOptions};
+use bone_age::{Config, Ensemble};
 use clap::Args;
 
 #[derive(Args)]
@@ -18,9 +20,19 @@ pub struct PredictArgs {
     #[arg(required_unless_present = "visits", conflicts_with = "visits")]
     images: Vec<PathBuf>,
     /// A `*.safetensors` checkpoint with its `.json` sidecar, or a run directory: then its
-    /// weight average (ema), else best, else last.
-    #[arg(long, value_name = "FILE|RUN_DIR")]
-    checkpoint: PathBuf,
+    /// weight average (ema), else best, else last. A K-fold run (`train --folds K`), or the
+    /// flag repeated, reads with an ensemble: the members' mean, each member's value and
+    /// their spread, and (for a calibrated K-fold run) the CV+ 95% interval.
+    #[arg(long, value_name = "FILE|RUN_DIR", required = true)]
+    checkpoint: Vec<PathBuf>,
+    /// Average this many augmented passes with the plain one; their spread widens the
+    /// interval.
+    #[arg(long, default_value_t = 0)]
+    tta: usize,
+    /// The explanation map in --report: occlusion, grad-cam or none [default: the config's
+    /// explain.method, occlusion].
+    #[arg(long, value_enum)]
+    explain: Option<MapChoice>,
     /// The patient's sex, M or F: needed for a clinical reading, and by models trained
     /// with sex as an input (DICOM: from PatientSex when not given).
     #[arg(long, value_parser = parse_sex)]
@@ -82,6 +94,14 @@ pub fn parse_sex(s: &str) -> Result<Sex, String> {
     Sex::parse(s).map_err(|e| e.to_string())
 }
 
+/// The report's explanation map.
+#[derive(Clone, Copy, clap::ValueEnum)]
+pub enum MapChoice {
+    Occlusion,
+    GradCam,
+    None,
+}
+
 fn parse_centring(s: &str) -> Result<Centring, String> {
     match s.to_ascii_lowercase().replace('_', "-").as_str() {
         "chronological" => Ok(Centring::Chronological),
@@ -97,13 +117,25 @@ pub fn predict(args: PredictArgs, config: &Config) -> Result<ExitCode> {
     readout.normal_sd = args.normal_sd.unwrap_or(readout.normal_sd);
     readout.validate()?;
     let device = bone_age::runtime::init(&config.runtime)?;
-    let mut ckpt = Checkpoint::load(&args.checkpoint, device)?;
+    let mut model = Ensemble::load(&args.checkpoint, device)?;
     if args.no_calibration {
-        ckpt.meta.calibration = None;
+        model.without_calibration();
     }
     if let Some(mode) = args.hand_crop {
-        ckpt.meta.config.preprocess.hand.crop = mode;
+        model.for_each_config(|c| c.preprocess.hand.crop = mode);
     }
+    let with = |method| {
+        Some(bone_age::explain::ExplainConfig {
+            method,
+            ..config.explain.clone()
+        })
+    };
+    let explain = match args.explain {
+        Some(MapChoice::None) => None,
+        Some(MapChoice::Occlusion) => with(Method::Occlusion),
+        Some(MapChoice::GradCam) => with(Method::GradCam),
+        None => Some(config.explain.clone()),
+    };
     if let Some(csv) = &args.visits {
         let out = args.out.as_ref().context("--visits needs --out")?;
         if let Some(Some(f)) = &args.report {
@@ -111,21 +143,20 @@ pub fn predict(args: PredictArgs, config: &Config) -> Result<ExitCode> {
         }
         let visits = read_visits(csv)?;
         let bar = bone_age::progress::bar(visits.len() as u64, "visits");
-        let summary = bone_age::report::run_visits(
-            &ckpt,
-            &visits,
-            out,
-            &readout,
-            args.report.is_some(),
-            |o| {
+        let options = VisitOptions {
+            reports: args.report.is_some(),
+            explain: explain.clone(),
+            tta: args.tta,
+        };
+        let summary =
+            bone_age::report::run_visits(&model, &visits, out, &readout, &options, |o| {
                 if let Some(e) = &o.error {
                     bar.suspend(|| {
                         eprintln!("warning: line {}: {} skipped: {e}", o.line, o.status)
                     });
                 }
                 bar.inc(1);
-            },
-        )?;
+            })?;
         bar.finish_and_clear();
         if args.json {
             println!("{}", serde_json::to_string_pretty(&summary)?);
@@ -171,14 +202,12 @@ pub fn predict(args: PredictArgs, config: &Config) -> Result<ExitCode> {
     let mut failed = 0;
     for path in &args.images {
         let result = (|| -> bone_age::Result<()> {
-            let radiograph = bone_age::predict::Radiograph::load(&ckpt, path)?;
+            let views = model.load_radiograph(path)?;
+            let radiograph = views.primary();
             let patient =
                 Patient::resolve(args.sex, age, radiograph.dicom.as_ref().map(|d| &d.meta));
-            let reading = bone_age::predict::predict_radiograph(
-                &ckpt,
-                &radiograph,
-                patient.sex.map(Sex::is_male),
-            )?;
+            let male = patient.sex.map(Sex::is_male);
+            let reading = model.read(&views, male, args.tta)?;
             if patient.age.is_some() && patient.sex.is_none() {
                 return Err(bone_age::Error::Invalid {
                     what: "clinical reading".into(),
@@ -211,13 +240,7 @@ pub fn predict(args: PredictArgs, config: &Config) -> Result<ExitCode> {
                 }
                 return Ok(());
             };
-            let mut r = Readout::new(
-                reading.estimate()?,
-                sex,
-                age,
-                ckpt.meta.interval_for(reading.calibrated),
-                &readout,
-            )?;
+            let mut r = Readout::new(reading.estimate()?, sex, age, &readout)?;
             r.from_file = patient.from_file;
             r.warnings.extend(patient.warnings);
             if args.json {
@@ -229,11 +252,15 @@ pub fn predict(args: PredictArgs, config: &Config) -> Result<ExitCode> {
                 let title = path
                     .file_name()
                     .map_or("radiograph".into(), |n| n.to_string_lossy().into_owned());
-                let visit = ReportVisit::new(r, &radiograph.image, &radiograph.input)?;
+                let mut visit = ReportVisit::new(r, &radiograph.image, &radiograph.input)?;
+                if let Some(cfg) = &explain {
+                    let e = model.explain(&views, male, cfg)?;
+                    visit = visit.with_explanation(&e)?;
+                }
                 Report {
                     title,
                     visits: vec![visit],
-                    model: ModelInfo::of(&ckpt),
+                    model: ModelInfo::of(&model),
                 }
                 .write(file)?;
                 eprintln!("report → {}", file.display());

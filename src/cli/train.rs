@@ -1,4 +1,5 @@
-//! `bone-age train`: its flags over the resolved config, the run directory, `--resume`.
+//! `bone-age train`: its flags over the resolved config, the run directory, `--resume`;
+//! with `--folds K`, one run directory per fold and the ensemble's calibration.
 use std::path::PathBuf;
 
 use anyhow::Result;
@@ -33,6 +34,15 @@ pub struct TrainArgs {
     /// Sex as an input [config: model.sex_input].
     #[arg(long)]
     sex_input: bool,
+    /// Train a K-fold ensemble: one ordinary run per fold in --out/fold-1 … fold-K (fold k
+    /// holds out fold k of K), then calibrate its 95% interval on the out-of-fold
+    /// predictions (--out/ensemble.json, oof.csv). --resume skips finished folds.
+    #[arg(long, value_name = "K", requires = "out")]
+    folds: Option<usize>,
+    /// With --folds: train fold k alone (1..K), e.g. as one job of a cluster array; then
+    /// `bone-age ensemble calibrate --out` once every fold has finished.
+    #[arg(long, value_name = "k", requires = "folds")]
+    fold: Option<usize>,
     #[arg(long, hide = true)]
     stop_after_epoch: Option<usize>,
     /// Tests only: kill:N or enospc:N at the N-th checkpoint-write step.
@@ -69,17 +79,82 @@ pub fn run(
     config: Config,
     resolve: impl Fn(Config) -> Result<Config>,
 ) -> Result<()> {
-    let run_dir = args.out.clone().unwrap_or_else(|| {
-        let stamp = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_secs());
-        config.paths.runs_dir.join(format!("run-{stamp}"))
-    });
+    let Some(k_total) = args.folds else {
+        return run_one(&args, config, None, &resolve);
+    };
+    bone_age::ensemble::kfold::check_folds(k_total, args.fold)?;
+    let root = args.out.clone().expect("clap requires --out with --folds");
+    if config.folds.method == bone_age::FoldMethod::Contiguous {
+        eprintln!(
+            "note: contiguous folds follow the CSV's row order; where the order carries \
+             structure (RSNA's first third holds twice the under-4s of the rest) the folds' \
+             errors are not exchangeable and the ensemble's interval over- or under-covers: \
+             --set folds.method=\"stratified\" deals them by age at random (docs/ensembles.md)"
+        );
+    }
+    let which: Vec<usize> = match args.fold {
+        Some(k) => vec![k],
+        None => (1..=k_total).collect(),
+    };
+    for &k in &which {
+        eprintln!("── fold {k} of {k_total} ──");
+        run_one(&args, config.clone(), Some((k_total, k)), &resolve)?;
+    }
+    let data_dir = args
+        .data_dir
+        .clone()
+        .unwrap_or_else(|| config.paths.data_dir.clone());
+    let unfinished: Vec<usize> = bone_age::ensemble::fold_dirs(&root)
+        .into_iter()
+        .filter(|(_, d)| {
+            let epochs = bone_age::Config::load(Some(&d.join(bone_age::run::CONFIG)))
+                .map_or(0, |c| c.train.epochs);
+            !bone_age::ensemble::kfold::is_finished(d, epochs)
+        })
+        .map(|(k, _)| k)
+        .collect();
+    let trained = bone_age::ensemble::fold_dirs(&root).len();
+    if trained < k_total || !unfinished.is_empty() {
+        println!(
+            "{} of {k_total} folds have finished; when all have: bone-age ensemble calibrate {} --data-dir {}",
+            trained - unfinished.len(),
+            root.display(),
+            data_dir.display()
+        );
+        return Ok(());
+    }
+    let device = bone_age::runtime::init(&config.runtime)?;
+    super::ensemble::calibrate(&root, &data_dir, &config, device, 0, true)?;
+    Ok(())
+}
+
+/// One run: a plain one, or fold k of K (`fold`) in `--out/fold-k`.
+fn run_one(
+    args: &TrainArgs,
+    config: Config,
+    fold: Option<(usize, usize)>,
+    resolve: &impl Fn(Config) -> Result<Config>,
+) -> Result<()> {
+    let as_fold = |c: Config| -> Result<Config> {
+        Ok(match fold {
+            Some((n, k)) => bone_age::ensemble::fold_config(&c, n, k)?,
+            None => c,
+        })
+    };
+    let run_dir = match (fold, &args.out) {
+        (Some((_, k)), Some(out)) => bone_age::ensemble::fold_dir(out, k),
+        _ => args.out.clone().unwrap_or_else(|| {
+            let stamp = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_secs());
+            config.paths.runs_dir.join(format!("run-{stamp}"))
+        }),
+    };
     let saved_path = run_dir.join(bone_age::run::CONFIG);
     let config = if args.resume && saved_path.is_file() {
         // The saved config, with only the flags given now applied over it.
         let saved = Config::load(Some(&saved_path))?;
-        let resumed = apply_flags(&args, resolve(saved.clone())?);
+        let resumed = as_fold(apply_flags(args, resolve(saved.clone())?))?;
         let refused: Vec<String> = saved
             .diff(&resumed)
             .into_iter()
@@ -105,7 +180,7 @@ pub fn run(
                 run_dir.display()
             );
         }
-        apply_flags(&args, config)
+        as_fold(apply_flags(args, config))?
     };
     let data_dir = args
         .data_dir

@@ -1,7 +1,8 @@
 //! Scoring a checkpoint on a labelled set (MAE and median absolute error in months, or
-//! accuracy for the sex model; optional test-time augmentation), through the
-//! checkpoint's own preprocessing (see [`Checkpoint::preprocess`]). Single radiographs
-//! are read by [`crate::predict`].
+//! accuracy for the sex model; optional test-time augmentation; how often its 95%
+//! interval holds), through the checkpoint's own preprocessing (see
+//! [`Checkpoint::preprocess`]). Ensembles are scored by [`crate::ensemble::evaluate`],
+//! single radiographs read by [`crate::predict`].
 use std::path::{Path, PathBuf};
 
 use polars::prelude::DataFrame;
@@ -29,8 +30,34 @@ pub struct Prediction {
     pub male: bool,
     /// True bone age in months, when labelled.
     pub boneage: Option<f64>,
-    /// Predicted bone age in months (age model) or P(male) (sex model).
+    /// Predicted bone age in months (age model) or P(male) (sex model): the mean of the
+    /// passes (and of the members, for an ensemble).
     pub predicted: f64,
+    /// The 95% interval for the bone age, months.
+    pub interval: Option<[f64; 2]>,
+    /// Ensembles: the standard deviation of the members' predictions.
+    pub spread: Option<f64>,
+    /// Ensembles: each member's prediction, in member order.
+    pub members: Vec<f64>,
+    /// The plain pass, then each TTA pass (one model's; empty for an ensemble).
+    #[serde(skip)]
+    pub passes: Vec<f64>,
+}
+
+impl Prediction {
+    /// A plain prediction: no interval, no members, no passes.
+    pub fn new(id: i64, male: bool, boneage: Option<f64>, predicted: f64) -> Prediction {
+        Prediction {
+            id,
+            male,
+            boneage,
+            predicted,
+            interval: None,
+            spread: None,
+            members: Vec::new(),
+            passes: Vec::new(),
+        }
+    }
 }
 
 /// The metrics `bone-age evaluate` prints.
@@ -54,8 +81,28 @@ pub struct Evaluation {
     /// The central 95% of `truth − prediction` over the labelled age predictions: the
     /// interval `predict` puts around a bone age (`evaluate --store-interval` keeps it).
     pub interval: Option<crate::calibration::ResidualInterval>,
+    /// How often the model's own 95% intervals (below) held on this set.
+    pub coverage: Option<crate::interval::Coverage>,
+    /// How the per-image intervals were made.
+    pub interval_source: String,
+    /// Ensembles: each member scored alone on the same images.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub members: Vec<MemberScore>,
+    /// Ensembles: the mean of the per-image spread (SD of the members), months.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub mean_spread: Option<f64>,
     #[serde(skip)]
     pub predictions: Vec<Prediction>,
+}
+
+/// One ensemble member's score on the images the ensemble was scored on.
+#[derive(Clone, Debug, Serialize)]
+pub struct MemberScore {
+    pub name: String,
+    pub checkpoint: PathBuf,
+    pub mae_months: Option<f64>,
+    pub median_abs_error_months: Option<f64>,
+    pub accuracy: Option<f64>,
 }
 
 impl std::fmt::Display for Evaluation {
@@ -80,11 +127,31 @@ impl std::fmt::Display for Evaluation {
             write!(f, "\nMAE               {mae:.2} months")?;
             write!(f, "\nmedian abs error  {med:.2} months")?;
         }
+        for m in &self.members {
+            match (m.mae_months, m.accuracy) {
+                (Some(mae), _) => write!(f, "\n  {:<16}MAE {mae:.2} months", m.name)?,
+                (None, Some(acc)) => write!(f, "\n  {:<16}accuracy {:.1}%", m.name, acc * 100.0)?,
+                _ => {}
+            }
+        }
+        if let Some(s) = self.mean_spread {
+            write!(f, "\nmember spread     {s:.2} (mean SD across members)")?;
+        }
         if let Some(iv) = self.interval {
             write!(
                 f,
                 "\n95% of errors     truth − prediction within {:+.1} to {:+.1} months",
                 iv.low, iv.high
+            )?;
+        }
+        if let Some(c) = &self.coverage {
+            write!(
+                f,
+                "\ncoverage          {:.1}% of true ages inside the model's 95% intervals \
+                 (mean width {:.1} months; {})\n{c}",
+                c.coverage * 100.0,
+                c.mean_width_months,
+                self.interval_source
             )?;
         }
         if let Some(acc) = self.accuracy {
@@ -181,9 +248,14 @@ pub fn evaluate(
         Vec::with_capacity(loader.len()),
         Vec::with_capacity(loader.len()),
     );
+    let to_vec = |t: Tensor| -> Result<Vec<f64>> {
+        let t = t.to_kind(Kind::Double).to_device(Device::Cpu);
+        Ok(Vec::<f64>::try_from(t.flatten(0, -1))?)
+    };
     for batch in loader.epoch(0) {
         ids.extend(batch.ids.iter().map(|id| (row_of[id], *id)));
-        let mut sum = ckpt.model.predict(&batch.images, Some(&batch.male));
+        let plain = ckpt.model.predict(&batch.images, Some(&batch.male)); // [N, 1]
+        let mut passes: Vec<Vec<f64>> = to_vec(plain)?.into_iter().map(|v| vec![v]).collect();
         if tta > 0 {
             let rows = Tensor::from_slice(
                 &batch
@@ -200,19 +272,20 @@ pub fn evaluate(
                     .map(|_| cfg.augment.sample(&mut rng))
                     .collect();
                 let x = augment::standardize(&augment::augment(&raw, cache.geometry.out, &params));
-                sum += ckpt.model.predict(&x, Some(&batch.male));
+                let y = to_vec(ckpt.model.predict(&x, Some(&batch.male)))?;
+                passes.iter_mut().zip(y).for_each(|(p, v)| p.push(v));
             }
         }
-        let mean = (sum / (tta + 1) as f64)
-            .to_kind(Kind::Double)
-            .to_device(Device::Cpu);
-        outputs.extend(Vec::<f64>::try_from(mean.flatten(0, 1))?);
+        outputs.extend(passes);
     }
-    if let Some(bad) = outputs.iter().position(|v| !v.is_finite()) {
+    if let Some(bad) = outputs
+        .iter()
+        .position(|v| v.iter().any(|v| !v.is_finite()))
+    {
         return Err(Error::Checkpoint {
             path: ckpt.path.clone(),
             message: format!(
-                "the network's output for image {} is {}: the weights are broken",
+                "the network's output for image {} is {:?}: the weights are broken",
                 ids[bad].1, outputs[bad]
             ),
         });
@@ -224,52 +297,117 @@ pub fn evaluate(
         let m = out * AGE_SCALE + AGE_CENTER;
         calibration.map_or(m, |c| c.apply(m))
     };
+    let interval = ckpt.meta.interval_for(calibration.is_some()).copied();
     let predictions: Vec<Prediction> = ids
         .iter()
         .zip(outputs)
-        .map(|(&(row, id), out)| Prediction {
-            id,
-            male: males[row],
-            boneage: ages.as_ref().map(|a| a[row]),
-            predicted: match target {
-                Target::Age => months(out),
+        .map(|(&(row, id), out)| {
+            let passes: Vec<f64> = match target {
+                Target::Age => out.into_iter().map(months).collect(),
                 Target::Sex => out,
-            },
+            };
+            let member = crate::predict::MemberPasses {
+                name: String::new(),
+                values: passes.clone(),
+                interval,
+            };
+            Prediction {
+                id,
+                male: males[row],
+                boneage: ages.as_ref().map(|a| a[row]),
+                predicted: passes.iter().sum::<f64>() / passes.len() as f64,
+                interval: crate::predict::member_interval(&member)
+                    .filter(|_| target == Target::Age),
+                spread: None,
+                members: Vec::new(),
+                passes,
+            }
         })
         .collect();
-    let abs: Vec<f64> = predictions
-        .iter()
-        .filter_map(|p| p.boneage.map(|a| (p.predicted - a).abs()))
-        .collect();
-    let errors = crate::summary::AgeStats::of(&abs).filter(|_| target == Target::Age);
-    let (lo, hi) = crate::predict::AGE_RANGE_MONTHS;
-    let out_of_range = match target {
-        Target::Age => predictions
-            .iter()
-            .filter(|p| !(lo..=hi).contains(&p.predicted))
-            .count(),
-        Target::Sex => 0,
+    let interval_source = match interval {
+        Some(iv) => format!("validation residuals, {} images", iv.n),
+        None => "none stored in the checkpoint's sidecar".into(),
     };
     Ok(Evaluation {
-        checkpoint: ckpt.path.clone(),
-        set: String::new(),
-        images: predictions.len(),
-        target,
-        mae_months: errors.as_ref().map(|s| s.mean),
-        median_abs_error_months: errors.as_ref().map(|s| s.median),
-        accuracy: (target == Target::Sex).then(|| {
-            predictions
-                .iter()
-                .filter(|p| (p.predicted >= 0.5) == p.male)
-                .count() as f64
-                / predictions.len().max(1) as f64
-        }),
-        tta,
         calibration,
-        out_of_range,
-        interval: interval_of(&predictions, None).filter(|_| target == Target::Age),
-        predictions,
+        ..Evaluation::of(ckpt.path.clone(), predictions, target, tta, interval_source)
     })
+}
+
+impl Evaluation {
+    /// Scores `predictions` made by `checkpoint`: the metrics, the central 95% of the
+    /// errors and the coverage of the per-image intervals. The caller adds the rest: the
+    /// set's name, a recalibration, an ensemble's members and spread.
+    pub fn of(
+        checkpoint: PathBuf,
+        predictions: Vec<Prediction>,
+        target: Target,
+        tta: usize,
+        interval_source: String,
+    ) -> Self {
+        let scores = Scores::of(predictions.iter(), target);
+        Evaluation {
+            checkpoint,
+            set: String::new(),
+            images: predictions.len(),
+            target,
+            mae_months: scores.mae_months,
+            median_abs_error_months: scores.median_abs_error_months,
+            accuracy: scores.accuracy,
+            tta,
+            calibration: None,
+            out_of_range: scores.out_of_range,
+            interval: interval_of(&predictions, None).filter(|_| target == Target::Age),
+            coverage: coverage_of(&predictions),
+            interval_source,
+            members: Vec::new(),
+            mean_spread: None,
+            predictions,
+        }
+    }
+}
+
+/// What a set of predictions scores: MAE and median absolute error in months (age), or
+/// accuracy (sex), and the age predictions outside 0–228 months.
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct Scores {
+    pub mae_months: Option<f64>,
+    pub median_abs_error_months: Option<f64>,
+    pub accuracy: Option<f64>,
+    pub out_of_range: usize,
+}
+
+impl Scores {
+    pub fn of<'a>(predictions: impl Iterator<Item = &'a Prediction>, target: Target) -> Scores {
+        let predictions: Vec<&Prediction> = predictions.collect();
+        let abs: Vec<f64> = predictions
+            .iter()
+            .filter_map(|p| p.boneage.map(|a| (p.predicted - a).abs()))
+            .collect();
+        let errors = crate::summary::AgeStats::of(&abs).filter(|_| target == Target::Age);
+        let (lo, hi) = crate::predict::AGE_RANGE_MONTHS;
+        let n = predictions.len().max(1) as f64;
+        let count = |f: &dyn Fn(&Prediction) -> bool| predictions.iter().filter(|p| f(p)).count();
+        Scores {
+            mae_months: errors.as_ref().map(|s| s.mean),
+            median_abs_error_months: errors.as_ref().map(|s| s.median),
+            accuracy: (target == Target::Sex)
+                .then(|| count(&|p| (p.predicted >= 0.5) == p.male) as f64 / n),
+            out_of_range: match target {
+                Target::Age => count(&|p| !(lo..=hi).contains(&p.predicted)),
+                Target::Sex => 0,
+            },
+        }
+    }
+}
+
+/// How often the labelled `predictions`' intervals held (`None` without any).
+pub fn coverage_of(predictions: &[Prediction]) -> Option<crate::interval::Coverage> {
+    let rows: Vec<(f64, f64, [f64; 2])> = predictions
+        .iter()
+        .filter_map(|p| Some((p.boneage?, p.predicted, p.interval?)))
+        .collect();
+    crate::interval::Coverage::of(&rows)
 }
 
 /// The 95% residual interval of labelled `predictions`, with `undo`'s recalibration

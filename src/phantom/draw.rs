@@ -58,13 +58,50 @@ pub(super) const CARPALS: [([f64; 2], f64, f64); 8] = [
 
 /// Draws one phantom of `size` [H, W]; deterministic in (`subject`, `seed`).
 pub fn render(subject: &Subject, size: [u32; 2], seed: u64) -> GrayImage {
-    let (canvas, mut rng) = draw_hand(subject, size, seed);
+    let (canvas, _, mut rng) = draw_parts(subject, size, seed, false);
     finish(canvas, &mut rng)
+}
+
+/// Where the age-bearing structures of [`render`]'s image are (255 inside, 0 outside):
+/// the carpals, metacarpals, phalanges, every epiphysis (those of the radius and ulna
+/// too) and the growth plates between epiphyses and shafts. Soft tissue and the radius
+/// and ulna shafts are left out. The ground truth of the explanation sanity checks.
+pub fn age_mask(subject: &Subject, size: [u32; 2], seed: u64) -> GrayImage {
+    let (_, mask, _) = draw_parts(subject, size, seed, true);
+    let mask = mask.expect("asked for");
+    let data = mask
+        .px
+        .iter()
+        .map(|&v| if v >= 0.5 { 255 } else { 0 })
+        .collect();
+    GrayImage::from_raw(mask.w as u32, mask.h as u32, data).expect("canvas size")
+}
+
+/// What a shape draws: soft tissue and the forearm shafts carry no maturity sign of their
+/// own; bones, epiphyses and growth plates (drawn on the mask only) do.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Part {
+    Tissue,
+    Shaft,
+    Bone,
+    GrowthPlate,
 }
 
 /// The noiseless drawing (tissue ≤ 0.3, bone ≥ 0.55) and the generator, whose draws so
 /// far do not depend on age: the same id and seed at another age is the same hand, older.
+#[cfg(test)]
 pub(super) fn draw_hand(subject: &Subject, size: [u32; 2], seed: u64) -> (Canvas, StdRng) {
+    let (canvas, _, rng) = draw_parts(subject, size, seed, false);
+    (canvas, rng)
+}
+
+/// [`draw_hand`], and with `with_mask` the age-bearing structures on a second canvas.
+fn draw_parts(
+    subject: &Subject,
+    size: [u32; 2],
+    seed: u64,
+    with_mask: bool,
+) -> (Canvas, Option<Canvas>, StdRng) {
     let mut rng =
         StdRng::seed_from_u64(seed ^ (subject.id as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15));
     let (h, w) = (size[0] as usize, size[1] as usize);
@@ -94,7 +131,23 @@ pub(super) fn draw_hand(subject: &Subject, size: [u32; 2], seed: u64) -> (Canvas
         h,
         px: vec![0.0; w * h],
     };
-    let mut draw = |s: Shape, level: f64| canvas.draw(&s, level, &to_px, zoom);
+    let mut mask = with_mask.then(|| Canvas {
+        w,
+        h,
+        px: vec![0.0; w * h],
+    });
+    let mut draw_part = |s: Shape, level: f64, part: Part| {
+        if part != Part::GrowthPlate {
+            canvas.draw(&s, level, &to_px, zoom);
+        }
+        if let Some(m) = mask
+            .as_mut()
+            .filter(|_| matches!(part, Part::Bone | Part::GrowthPlate))
+        {
+            m.draw(&s, 1.0, &to_px, zoom);
+        }
+    };
+    let mut draw = |s: Shape, level: f64| draw_part(s, level, Part::Tissue);
 
     // Soft tissue: forearm, palm, fingers.
     draw(
@@ -134,6 +187,7 @@ pub(super) fn draw_hand(subject: &Subject, size: [u32; 2], seed: u64) -> (Canvas
         );
         heads.push((base, dir));
     }
+    let draw = &mut draw_part;
 
     // Radius and ulna with distal epiphyses (radius ~1 y, ulna ~6 y; fuse ~16.5 y).
     for (x, start, r) in [(-0.03, 1.0, 0.02), (0.035, 6.0, 0.013)] {
@@ -143,17 +197,8 @@ pub(super) fn draw_hand(subject: &Subject, size: [u32; 2], seed: u64) -> (Canvas
             b: [x * 1.2, 0.7],
             r: r * width,
         };
-        draw(bone, density);
-        epiphysis(
-            &mut draw,
-            end,
-            [0.0, -1.0],
-            r * width,
-            t,
-            start,
-            16.5,
-            density,
-        );
+        draw(bone, density, Part::Shaft);
+        epiphysis(draw, end, [0.0, -1.0], r * width, t, start, 16.5, density);
     }
     // Carpals ossify one by one and grow.
     for (off, r, start) in CARPALS {
@@ -168,6 +213,7 @@ pub(super) fn draw_hand(subject: &Subject, size: [u32; 2], seed: u64) -> (Canvas
                     rot: 0.3,
                 },
                 density,
+                Part::Bone,
             );
         }
     }
@@ -186,7 +232,7 @@ pub(super) fn draw_hand(subject: &Subject, size: [u32; 2], seed: u64) -> (Canvas
                 [p[0] + dir[0] * gap, p[1] + dir[1] * gap],
                 [q[0] - dir[0] * gap, q[1] - dir[1] * gap],
             );
-            draw(Shape::Capsule { a, b, r }, density);
+            draw(Shape::Capsule { a, b, r }, density, Part::Bone);
             // Metacarpals 2–5 carry the epiphysis distally, the thumb's and phalanges proximally.
             let (at, out) = if k == 0 && f > 0 {
                 (b, dir)
@@ -195,18 +241,18 @@ pub(super) fn draw_hand(subject: &Subject, size: [u32; 2], seed: u64) -> (Canvas
             };
             let appear = 1.2 + 0.3 * k as f64 + 0.15 * f as f64;
             let fuse = [14.5, 14.5, 15.0, 13.5][k];
-            epiphysis(&mut draw, at, out, r, t, appear, fuse, density);
+            epiphysis(draw, at, out, r, t, appear, fuse, density);
             p = q;
         }
     }
-    (canvas, rng)
+    (canvas, mask, rng)
 }
 
 /// An epiphysis beyond `end` (outward `dir`): appears at `start`, grows, its growth
 /// plate narrows over the four years before `fuse`, then it is fused to the shaft.
 #[allow(clippy::too_many_arguments)]
 fn epiphysis(
-    draw: &mut impl FnMut(Shape, f64),
+    draw: &mut impl FnMut(Shape, f64, Part),
     end: [f64; 2],
     dir: [f64; 2],
     r: f64,
@@ -223,17 +269,21 @@ fn epiphysis(
     let (rx, ry) = (1.3 * r * (0.5 + 0.7 * g), 1.3 * r * (0.25 + 0.35 * g));
     let c = [end[0] + dir[0] * (gap + ry), end[1] + dir[1] * (gap + ry)];
     let rot = dir[1].atan2(dir[0]) + PI / 2.0;
-    draw(Shape::Ellipse { c, rx, ry, rot }, level);
-    if gap == 0.0 {
-        draw(
-            Shape::Capsule {
-                a: end,
-                b: c,
-                r: rx * 0.9,
-            },
-            level,
-        );
-    }
+    draw(Shape::Ellipse { c, rx, ry, rot }, level, Part::Bone);
+    // Fused: a bony bridge. Open: the growth plate, cartilage the image does not show.
+    draw(
+        Shape::Capsule {
+            a: end,
+            b: c,
+            r: rx * 0.9,
+        },
+        level,
+        if gap == 0.0 {
+            Part::Bone
+        } else {
+            Part::GrowthPlate
+        },
+    );
 }
 
 /// Noise, then brightness and contrast drawn independently of age (a quarter of the

@@ -22,7 +22,7 @@ use crate::error::{Error, Result};
 mod canvas;
 mod draw;
 
-pub use draw::render;
+pub use draw::{age_mask, render};
 
 /// What to generate.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -69,23 +69,34 @@ pub fn subjects(first_id: i64, n: usize, seed: u64) -> Vec<Subject> {
         .collect()
 }
 
+/// The subjects [`write_dataset`] draws for `split` (ids 1… in train, then test), so
+/// [`render`] and [`age_mask`] can redraw any of its images.
+pub fn split_subjects(spec: &PhantomSpec, split: crate::Split) -> Vec<Subject> {
+    match split {
+        crate::Split::Train => subjects(1, spec.n_train, spec.seed),
+        crate::Split::Test => subjects(1 + spec.n_train as i64, spec.n_test, spec.seed ^ 0x7e57),
+    }
+}
+
 /// Writes `train.csv` + `train/<id>.png` and `test.csv` + `test/<id>.png` under `root`.
 pub fn write_dataset(root: &Path, spec: &PhantomSpec) -> Result<()> {
-    for (split, first, n, seed) in [
-        ("train", 1, spec.n_train, spec.seed),
-        (
-            "test",
-            1 + spec.n_train as i64,
-            spec.n_test,
-            spec.seed ^ 0x7e57,
-        ),
+    for (split, n) in [
+        (crate::Split::Train, spec.n_train),
+        (crate::Split::Test, spec.n_test),
     ] {
-        let dir = root.join(split);
+        let split_name = match split {
+            crate::Split::Train => "train",
+            crate::Split::Test => "test",
+        };
+        let dir = root.join(split_name);
         std::fs::create_dir_all(&dir).map_err(|e| Error::io(&dir, e))?;
-        let subjects = subjects(first, n, seed);
+        let subjects = split_subjects(spec, split);
         subjects
             .par_iter()
-            .progress_with(crate::progress::bar(n as u64, &format!("phantom {split}")))
+            .progress_with(crate::progress::bar(
+                n as u64,
+                &format!("phantom {split_name}"),
+            ))
             .try_for_each(|s| {
                 let path = dir.join(format!("{}.png", s.id));
                 render(s, spec.size, spec.seed)
@@ -95,7 +106,7 @@ pub fn write_dataset(root: &Path, spec: &PhantomSpec) -> Result<()> {
                         message: e.to_string(),
                     })
             })?;
-        let csv = root.join(format!("{split}.csv"));
+        let csv = root.join(format!("{split_name}.csv"));
         let mut text = String::from("id,boneage,male\n");
         for s in &subjects {
             text += &format!(
@@ -185,6 +196,38 @@ mod tests {
             CARPALS.iter().filter(|c| ramp(t, c.2, 5.0) > 0.0).count()
         };
         assert_eq!((carpals(1.0), carpals(12.0), carpals(228.0)), (0, 2, 8));
+    }
+
+    #[test]
+    fn the_age_mask_covers_the_bones_not_the_tissue_or_background() {
+        let s = Subject {
+            id: 3,
+            boneage: 120.0,
+            male: true,
+        };
+        let (canvas, _) = draw_hand(&s, [128, 128], 7);
+        let mask = age_mask(&s, [128, 128], 7);
+        let inside = |i: usize| mask.as_raw()[i] == 255;
+        let n = canvas.px.len();
+        let share = (0..n).filter(|&i| inside(i)).count() as f64 / n as f64;
+        assert!((0.02..0.2).contains(&share), "mask share {share:.3}");
+        // Background and soft tissue (below 0.35) are outside, apart from growth
+        // plates and antialiased bone edges.
+        let dark_inside = (0..n).filter(|&i| inside(i) && canvas.px[i] < 0.1).count();
+        assert_eq!(dark_inside, 0, "the mask reaches the background");
+        let tissue = (0..n)
+            .filter(|&i| (0.15..0.3).contains(&canvas.px[i]))
+            .count();
+        let tissue_inside = (0..n)
+            .filter(|&i| inside(i) && (0.15..0.3).contains(&canvas.px[i]))
+            .count();
+        assert!(tissue_inside * 5 < tissue, "{tissue_inside} of {tissue}");
+        // Most dense bone is inside (the forearm shafts are not).
+        let bone = (0..n).filter(|&i| canvas.px[i] > 0.5).count();
+        let bone_inside = (0..n).filter(|&i| inside(i) && canvas.px[i] > 0.5).count();
+        assert!(bone_inside * 2 > bone, "{bone_inside} of {bone}");
+        // The image is the same with or without the mask drawn beside it.
+        assert_eq!(render(&s, [128, 128], 7), render(&s, [128, 128], 7));
     }
 
     #[test]

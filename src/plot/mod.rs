@@ -6,10 +6,12 @@
 //!
 //! Charts: [`AgeHistogram`], [`TrainingCurves`], [`PredictionScatter`], [`Residuals`],
 //! [`GrowthChart`].
-//! Radiographs: [`RadiographGrid`], [`CropOverlay`], [`AugmentationGallery`].
+//! Radiographs: [`RadiographGrid`], [`CropOverlay`], [`AugmentationGallery`],
+//! [`ExplanationOverlay`].
 mod augmentation;
 mod charts;
 mod evaluation;
+mod explain;
 mod growth;
 mod radiographs;
 
@@ -26,6 +28,7 @@ use crate::error::{Error, Result};
 pub use augmentation::{AugmentationGallery, CropOverlay};
 pub use charts::{AgeHistogram, TrainingCurves};
 pub use evaluation::{write_evaluation_plots, PredictionScatter, Residuals};
+pub use explain::ExplanationOverlay;
 pub use growth::{GrowthChart, GrowthPoint};
 pub use radiographs::{prediction_tiles, radiograph_tiles, RadiographGrid, Tile};
 

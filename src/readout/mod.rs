@@ -12,7 +12,6 @@ use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
 
-use crate::calibration::ResidualInterval;
 use crate::error::{Error, Result};
 use crate::model::AGE_RANGE_MONTHS;
 
@@ -100,6 +99,14 @@ impl std::fmt::Display for Determination {
     }
 }
 
+/// One ensemble member's value for a radiograph.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct MemberValue {
+    /// `fold-2`, or the checkpoint's path.
+    pub name: String,
+    pub value: f64,
+}
+
 /// A model's bone age for one radiograph, as the readout takes it
 /// (`predict::Reading::estimate` gives one).
 #[derive(Clone, Debug, PartialEq)]
@@ -111,6 +118,14 @@ pub struct Estimate {
     pub calibrated: bool,
     /// What looked wrong with the image or the prediction.
     pub warnings: Vec<String>,
+    /// The model's 95% interval for the bone age, months.
+    pub interval: Option<[f64; 2]>,
+    /// How the interval was made, or why there is none.
+    pub interval_source: String,
+    /// Ensembles: each member's bone age (empty for one checkpoint).
+    pub members: Vec<MemberValue>,
+    /// Ensembles: the standard deviation of the members' bone ages.
+    pub spread: Option<f64>,
 }
 
 /// One radiograph read against the reference: every field of the report.
@@ -119,11 +134,17 @@ pub struct Readout {
     pub image: PathBuf,
     pub sex: Sex,
     pub bone_age_months: f64,
-    /// The model's 95% interval for the bone age, from its validation residuals.
+    /// The model's 95% interval for the bone age: from one checkpoint's validation
+    /// residuals, or an ensemble's out-of-fold residuals and spread.
     pub bone_age_interval: Option<[f64; 2]>,
-    /// Why there is no interval, when there is none.
+    /// How the interval was made, or why there is none.
+    pub interval_note: String,
+    /// Ensembles: each member's bone age.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub members: Vec<MemberValue>,
+    /// Ensembles: the standard deviation of the members' bone ages.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub interval_note: Option<String>,
+    pub spread_months: Option<f64>,
     pub chronological_age: ChronologicalAge,
     /// BA − CA, months.
     pub difference_months: f64,
@@ -148,25 +169,21 @@ pub struct Readout {
 }
 
 impl Readout {
-    /// Scores `estimate` for a child of `sex` and `age`; `interval` is the checkpoint's
-    /// validation residual interval for predictions made as `estimate` was. (`from_file`
-    /// starts empty: [`Patient`] says which values a DICOM file gave.)
+    /// Scores `estimate` (with the model's interval it carries) for a child of `sex` and
+    /// `age`. (`from_file` starts empty: [`Patient`] says which values a DICOM file gave.)
     pub fn new(
         estimate: Estimate,
         sex: Sex,
         age: ChronologicalAge,
-        interval: Option<&ResidualInterval>,
         config: &ReadoutConfig,
     ) -> Result<Readout> {
         config.validate()?;
         let ba = estimate.months;
         let ca = age.months;
-        let bone_age_interval = interval.map(|iv| iv.around(ba, AGE_RANGE_MONTHS));
-        let interval_note = interval.is_none().then(|| {
-            "unknown: this checkpoint's sidecar holds no validation residuals (trained before \
-             they were stored, or without a validation fold)"
-                .to_string()
-        });
+        let (lo, hi) = AGE_RANGE_MONTHS;
+        let bone_age_interval = estimate
+            .interval
+            .map(|[a, b]| [a.clamp(lo, hi), b.clamp(lo, hi)]);
         let (reference, reason) = match Reference::greulich_pyle().at(sex, ca) {
             Ok(p) => (Some(p), None),
             Err(why) => (None, Some(why)),
@@ -204,7 +221,9 @@ impl Readout {
             sex,
             bone_age_months: ba,
             bone_age_interval,
-            interval_note,
+            interval_note: estimate.interval_source,
+            members: estimate.members,
+            spread_months: estimate.spread,
             chronological_age: age,
             difference_months: ba - ca,
             reference,
@@ -238,12 +257,22 @@ impl Readout {
         let mut rows = vec![("Bone age", format!("{ba:.1} months ({})", years_months(ba)))];
         rows.push((
             "Model's 95% interval",
-            match (self.bone_age_interval, &self.interval_note) {
-                (Some([lo, hi]), _) => format!("{lo:.1}–{hi:.1} months (validation residuals)"),
-                (None, Some(note)) => note.clone(),
-                (None, None) => "unknown".into(),
+            match self.bone_age_interval {
+                Some([lo, hi]) => format!("{lo:.1}–{hi:.1} months ({})", self.interval_note),
+                None => self.interval_note.clone(),
             },
         ));
+        if let Some(sd) = self.spread_months {
+            let each: Vec<String> = self
+                .members
+                .iter()
+                .map(|m| format!("{} {:.1}", m.name, m.value))
+                .collect();
+            rows.push((
+                "Ensemble members",
+                format!("{} months; SD {sd:.1}", each.join(", ")),
+            ));
+        }
         let ca = &self.chronological_age;
         let dates = match (ca.birth_date, ca.exam_date) {
             (Some(b), Some(e)) => format!("; born {b}, examined {e}"),
@@ -327,6 +356,10 @@ mod tests {
             months: ba,
             calibrated: false,
             warnings: vec![],
+            interval: None,
+            interval_source: "unknown: no residuals".into(),
+            members: vec![],
+            spread: None,
         }
     }
 
@@ -339,7 +372,6 @@ mod tests {
             reading(ba),
             sex,
             ChronologicalAge::parse(ca).unwrap(),
-            None,
             &config,
         )
         .unwrap()
@@ -377,7 +409,6 @@ mod tests {
             reading(100.0),
             Sex::Male,
             ChronologicalAge::parse("10y").unwrap(),
-            None,
             &config,
         )
         .unwrap();
@@ -415,21 +446,24 @@ mod tests {
 
     #[test]
     fn the_interval_carries_through_to_z_and_flags_a_straddled_threshold() {
-        let iv = ResidualInterval {
-            level: 0.95,
-            low: -20.0,
-            high: 20.0,
-            n: 1000,
-        };
         let age = ChronologicalAge::parse("54").unwrap();
-        let r = Readout::new(
-            reading(80.0),
-            Sex::Female,
-            age,
-            Some(&iv),
-            &ReadoutConfig::default(),
-        )
-        .unwrap();
+        let estimate = Estimate {
+            interval: Some([60.0, 100.0]),
+            interval_source: "validation residuals".into(),
+            members: vec![
+                MemberValue {
+                    name: "fold-1".into(),
+                    value: 78.0,
+                },
+                MemberValue {
+                    name: "fold-2".into(),
+                    value: 82.0,
+                },
+            ],
+            spread: Some(2.83),
+            ..reading(80.0)
+        };
+        let r = Readout::new(estimate, Sex::Female, age, &ReadoutConfig::default()).unwrap();
         assert_eq!(r.bone_age_interval, Some([60.0, 100.0]));
         let [lo, hi] = r.z_interval.unwrap();
         assert!((lo - 6.0 / 10.73).abs() < 1e-9 && (hi - 46.0 / 10.73).abs() < 1e-9);
@@ -442,11 +476,13 @@ mod tests {
         assert_eq!(json["determination"], "advanced");
         assert_eq!(json["centring"], "chronological");
         assert_eq!(json["reference"]["sd_months"], 10.73);
+        assert!(
+            r.to_string()
+                .contains("fold-1 78.0, fold-2 82.0 months; SD 2.8"),
+            "{r}"
+        );
         let none = read(80.0, Sex::Female, "54", Centring::Chronological);
-        assert!(none
-            .interval_note
-            .as_deref()
-            .unwrap()
-            .starts_with("unknown"));
+        assert!(none.interval_note.starts_with("unknown"));
+        assert!(none.to_string().contains("unknown: no residuals"), "{none}");
     }
 }

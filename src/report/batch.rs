@@ -9,10 +9,10 @@ use std::path::{Path, PathBuf};
 use serde::Serialize;
 
 use super::{ModelInfo, Report, ReportVisit};
-use crate::checkpoint::Checkpoint;
+use crate::ensemble::{Ensemble, Views};
 use crate::error::{Error, Result};
+use crate::explain::ExplainConfig;
 use crate::plot::GrowthChart;
-use crate::predict::{predict_radiograph, Radiograph};
 use crate::readout::{Readout, ReadoutConfig, Visit};
 
 /// The file that marks a directory as a visits output (and that a re-run may replace).
@@ -62,6 +62,9 @@ struct Row<'a> {
     bone_age_months: String,
     bone_age_low: String,
     bone_age_high: String,
+    /// Ensembles: the members' SD, and each member's bone age (`fold-1=118.2|…`).
+    spread_months: String,
+    members: String,
     difference_months: String,
     reference_mean_months: String,
     reference_sd_months: String,
@@ -80,18 +83,30 @@ fn num(v: Option<f64>, digits: usize) -> String {
     v.map_or(String::new(), |x| format!("{x:.digits$}"))
 }
 
-/// Reads every visit with `ckpt` and writes the output directory `out` (see the module
-/// comment); `reports` adds one HTML report per patient. `progress` is told each visit.
+/// How [`run_visits`] reads. `Default`: no reports, no TTA.
+#[derive(Clone, Debug, Default)]
+pub struct VisitOptions {
+    /// One HTML report per patient in `OUT/reports`.
+    pub reports: bool,
+    /// The explanation map each report shows (none: no map).
+    pub explain: Option<ExplainConfig>,
+    /// Augmented passes averaged with the plain one.
+    pub tta: usize,
+}
+
+/// Reads every visit with `model` (a checkpoint or an ensemble) and writes the output
+/// directory `out` (see the module comment). `progress` is told each visit.
 pub fn run_visits(
-    ckpt: &Checkpoint,
+    model: &Ensemble,
     visits: &[Visit],
     out: &Path,
     config: &ReadoutConfig,
-    reports: bool,
+    options: &VisitOptions,
     mut progress: impl FnMut(&VisitOutcome),
 ) -> Result<VisitsSummary> {
     config.validate()?;
-    let model = ModelInfo::of(ckpt);
+    let reports = options.reports;
+    let info = ModelInfo::of(model);
     let mut outcomes = Vec::new();
     let mut by_patient: BTreeMap<String, Vec<ReportVisit>> = BTreeMap::new();
     for v in visits {
@@ -112,14 +127,19 @@ pub fn run_visits(
             outcome.status = "missing";
             outcome.error = Some(format!("{}: no such file", v.image.display()));
         } else {
-            match read_one(ckpt, v, config) {
-                Ok((readout, radiograph)) => {
+            match read_one(model, v, config, options.tta) {
+                Ok((readout, views)) => {
                     let visit = if reports {
-                        Some(ReportVisit::new(
-                            readout.clone(),
-                            &radiograph.image,
-                            &radiograph.input,
-                        )?)
+                        let rg = views.primary();
+                        let visit = ReportVisit::new(readout.clone(), &rg.image, &rg.input)?;
+                        Some(match &options.explain {
+                            Some(cfg) => {
+                                let male = Some(v.sex.is_male());
+                                let e = model.explain(&views, male, cfg)?;
+                                visit.with_explanation(&e)?
+                            }
+                            None => visit,
+                        })
                     } else {
                         None
                     };
@@ -128,6 +148,7 @@ pub fn run_visits(
                         readout: readout.clone(),
                         radiograph_png: Vec::new(),
                         input_png: Vec::new(),
+                        explanation_png: None,
                     }));
                     outcome.readout = Some(readout);
                 }
@@ -149,7 +170,7 @@ pub fn run_visits(
         patients: by_patient.len(),
         out: out.to_path_buf(),
         readout: config.clone(),
-        model,
+        model: info,
         outcomes,
     };
     crate::files::replace_dir(out, READINGS_CSV, |dir| {
@@ -188,12 +209,16 @@ pub fn run_visits(
     Ok(summary)
 }
 
-fn read_one(ckpt: &Checkpoint, v: &Visit, config: &ReadoutConfig) -> Result<(Readout, Radiograph)> {
-    let radiograph = Radiograph::load(ckpt, &v.image)?;
-    let reading = predict_radiograph(ckpt, &radiograph, Some(v.sex.is_male()))?;
-    let interval = ckpt.meta.interval_for(reading.calibrated);
-    let readout = Readout::new(reading.estimate()?, v.sex, v.age, interval, config)?;
-    Ok((readout, radiograph))
+fn read_one(
+    model: &Ensemble,
+    v: &Visit,
+    config: &ReadoutConfig,
+    tta: usize,
+) -> Result<(Readout, Views)> {
+    let views = model.load_radiograph(&v.image)?;
+    let reading = model.read(&views, Some(v.sex.is_male()), tta)?;
+    let readout = Readout::new(reading.estimate()?, v.sex, v.age, config)?;
+    Ok((readout, views))
 }
 
 fn write_readings(path: &Path, outcomes: &[VisitOutcome]) -> Result<()> {
@@ -215,6 +240,14 @@ fn write_readings(path: &Path, outcomes: &[VisitOutcome]) -> Result<()> {
             bone_age_months: num(r.map(|r| r.bone_age_months), 2),
             bone_age_low: num(r.and_then(|r| r.bone_age_interval).map(|i| i[0]), 2),
             bone_age_high: num(r.and_then(|r| r.bone_age_interval).map(|i| i[1]), 2),
+            spread_months: num(r.and_then(|r| r.spread_months), 2),
+            members: r.map_or(String::new(), |r| {
+                r.members
+                    .iter()
+                    .map(|m| format!("{}={:.2}", m.name, m.value))
+                    .collect::<Vec<_>>()
+                    .join("|")
+            }),
             difference_months: num(r.map(|r| r.difference_months), 2),
             reference_mean_months: num(r.and_then(|r| r.reference).map(|p| p.mean_months), 2),
             reference_sd_months: num(r.and_then(|r| r.reference).map(|p| p.sd_months), 3),

@@ -1,6 +1,7 @@
 //! The printable report: one self-contained HTML file per reading or per patient, with
-//! the radiograph and the network's input view, the reading table, the growth chart, the
-//! checkpoint and its validation MAE, the crate version and the research-use notice.
+//! the radiograph, the network's input view and its explanation map, the reading table,
+//! the growth chart, the model (a checkpoint or an ensemble) and its validation MAE, the
+//! crate version and the research-use notice.
 //! Images are embedded as data URIs and the chart as inline SVG: the page makes no
 //! request, and its print style fits one reading on an A4 page.
 mod batch;
@@ -12,12 +13,12 @@ use base64::Engine as _;
 use image::GrayImage;
 use serde::Serialize;
 
-use crate::checkpoint::Checkpoint;
+use crate::ensemble::Ensemble;
 use crate::error::{Error, Result};
 use crate::plot::GrowthChart;
 use crate::readout::Readout;
 
-pub use batch::{run_visits, VisitOutcome, VisitsSummary, READINGS_CSV};
+pub use batch::{run_visits, VisitOptions, VisitOutcome, VisitsSummary, READINGS_CSV};
 
 /// The notice every report carries.
 pub const NOTICE: &str = "Research use only, not a medical device.";
@@ -36,26 +37,76 @@ pub struct ModelInfo {
     pub trained_with: String,
     /// This crate's version, which read the radiographs.
     pub crate_version: String,
+    /// Ensembles: the number of members (1 for a checkpoint).
+    pub members: usize,
+    /// K-fold ensembles: the out-of-fold MAE (months) and how often the cross-fitted 95%
+    /// intervals held on the training images.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub oof_mae_months: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub oof_coverage: Option<f64>,
 }
 
 impl ModelInfo {
-    pub fn of(ckpt: &Checkpoint) -> ModelInfo {
+    /// A checkpoint's, or an ensemble's (its run directory, the members' mean epoch and
+    /// validation MAE, its out-of-fold figures).
+    pub fn of(model: &Ensemble) -> ModelInfo {
+        let first = model.first();
+        let maes: Option<Vec<f64>> = model
+            .members
+            .iter()
+            .map(|m| m.checkpoint.meta.metrics.val_mae_months)
+            .collect();
         ModelInfo {
-            checkpoint: ckpt.path.clone(),
-            epoch: ckpt.meta.epoch,
-            val_mae_months: ckpt.meta.metrics.val_mae_months,
-            trained_with: ckpt.meta.versions.bone_age.clone(),
+            checkpoint: model.root.clone().unwrap_or_else(|| first.path.clone()),
+            epoch: first.meta.epoch,
+            val_mae_months: maes.map(|v| v.iter().sum::<f64>() / v.len() as f64),
+            trained_with: first.meta.versions.bone_age.clone(),
             crate_version: env!("CARGO_PKG_VERSION").into(),
+            members: model.len(),
+            oof_mae_months: model.calibration.as_ref().map(|c| c.oof_mae_months),
+            oof_coverage: model.calibration.as_ref().map(|c| c.coverage.coverage),
         }
+    }
+
+    /// "checkpoint X (epoch 10, validation MAE 11.40 months; …)" for the footer.
+    pub fn describe(&self) -> String {
+        let mae = self
+            .val_mae_months
+            .map_or("not recorded".into(), |v| format!("{v:.2} months"));
+        let what = if self.members > 1 {
+            format!(
+                "an ensemble of {} models in {} (epoch {}, mean validation MAE {mae}",
+                self.members,
+                self.checkpoint.display(),
+                self.epoch
+            )
+        } else {
+            format!(
+                "{} (epoch {}, validation MAE {mae}",
+                self.checkpoint.display(),
+                self.epoch
+            )
+        };
+        let oof = match (self.oof_mae_months, self.oof_coverage) {
+            (Some(m), Some(c)) => format!(
+                "; out-of-fold MAE {m:.2} months, 95% intervals held for {:.1}% of the training images",
+                c * 100.0
+            ),
+            _ => String::new(),
+        };
+        format!("{what}{oof}; trained with bone-age {})", self.trained_with)
     }
 }
 
-/// One visit's reading with its two images as PNG.
+/// One visit's reading with its images as PNG.
 #[derive(Clone, Debug)]
 pub struct ReportVisit {
     pub readout: Readout,
     pub radiograph_png: Vec<u8>,
     pub input_png: Vec<u8>,
+    /// The explanation map over the input view, when one was made.
+    pub explanation_png: Option<Vec<u8>>,
 }
 
 impl ReportVisit {
@@ -77,7 +128,15 @@ impl ReportVisit {
             readout,
             radiograph_png: png(&thumb)?,
             input_png: png(input)?,
+            explanation_png: None,
         })
+    }
+
+    /// Adds the explanation map's figure.
+    pub fn with_explanation(mut self, e: &crate::explain::Explanation) -> Result<ReportVisit> {
+        let figure = crate::plot::ExplanationOverlay::new(e.clone());
+        self.explanation_png = Some(crate::plot::render_png(&figure, None)?);
+        Ok(self)
     }
 }
 
@@ -118,6 +177,9 @@ impl Report {
                 &file_name(&r.image),
             ));
             h.push_str(&figure(&v.input_png, "input", "the network's input"));
+            if let Some(map) = &v.explanation_png {
+                h.push_str(&figure(map, "explanation", "where the reading comes from"));
+            }
             h.push_str("</div>\n<table>\n");
             for (k, val) in r.rows() {
                 h.push_str(&format!(
@@ -140,16 +202,15 @@ impl Report {
             svg_body(&chart)
         ));
         let m = &self.model;
-        let mae = m
-            .val_mae_months
-            .map_or("not recorded".into(), |v| format!("{v:.2} months"));
+        let maps = if self.visits.iter().any(|v| v.explanation_png.is_some()) {
+            format!("<p>{}</p>", escape(MAP_NOTE))
+        } else {
+            String::new()
+        };
         h.push_str(&format!(
-            "<footer><p>Model: {} (epoch {}, validation MAE {}; trained with bone-age {}). \
-             Read by bone-age {}.</p><p>{}</p><p class=\"notice\">{NOTICE}</p></footer>\n",
-            escape(&m.checkpoint.display().to_string()),
-            m.epoch,
-            escape(&mae),
-            escape(&m.trained_with),
+            "<footer><p>Model: {}. Read by bone-age {}.</p>{maps}<p>{}</p>\
+             <p class=\"notice\">{NOTICE}</p></footer>\n",
+            escape(&m.describe()),
             escape(&m.crate_version),
             escape(crate::readout::POPULATION_NOTE),
         ));
@@ -166,6 +227,11 @@ impl Report {
     }
 }
 
+/// What the report says of its explanation maps.
+pub const MAP_NOTE: &str = "The third image colours the network's input by where the reading \
+comes from: occlusion, by how much hiding each region changes the bone age (red: it makes \
+the hand read older), or Grad-CAM. It explains the model, not the anatomy.";
+
 /// Print on A4 (one reading to a page), screen at the same width.
 const STYLE: &str = "@page{size:A4;margin:12mm}\
 body{font-family:'DejaVu Sans',Arial,sans-serif;font-size:10pt;color:#111;max-width:186mm;margin:0 auto}\
@@ -173,13 +239,13 @@ h1{font-size:15pt;margin:0 0 2mm}\
 .notice{font-weight:bold;color:#a00;margin:1mm 0}\
 .visit{break-inside:avoid;page-break-inside:avoid;border-top:1px solid #999;padding-top:2mm;margin-bottom:2mm}\
 .images{display:flex;gap:4mm;align-items:flex-end}\
-figure{margin:0;text-align:center}figure img{height:55mm;border:1px solid #ccc;image-rendering:auto}\
+figure{margin:0;text-align:center}figure img{height:48mm;border:1px solid #ccc;image-rendering:auto}\
 figcaption{font-size:8pt;color:#555}\
 table{border-collapse:collapse;margin-top:2mm;width:100%}\
 th{text-align:left;width:45mm;padding:0.6mm 2mm;background:#f0f0f0;font-weight:normal}\
 td{padding:0.6mm 2mm}tr{border-bottom:1px solid #e4e4e4}\
 .warning{color:#8a5a00;margin:1mm 0}\
-.chart{break-inside:avoid;page-break-inside:avoid;text-align:center}.chart svg{width:100mm;height:auto}\
+.chart{break-inside:avoid;page-break-inside:avoid;text-align:center}.chart svg{width:90mm;height:auto}\
 footer{font-size:8pt;color:#333;border-top:1px solid #999;margin-top:2mm}";
 
 fn png(img: &GrayImage) -> Result<Vec<u8>> {

@@ -1,7 +1,8 @@
 //! Reading single radiographs: the checkpoint's whole preprocessing, ending at its input
 //! size whatever the image's size; checks that the image can show a hand at all (size,
-//! contrast, where the crop falls); and a bone age kept to the range the model learnt,
-//! flagged when the network's output fell outside it.
+//! contrast, where the crop falls); a bone age kept to the range the model learnt,
+//! flagged when the network's output fell outside it; optional test-time augmentation;
+//! and the model's 95% interval around it. [`crate::ensemble`] reads with several models.
 use std::path::{Path, PathBuf};
 
 use image::GrayImage;
@@ -11,12 +12,16 @@ use tch::{Kind, Tensor};
 use crate::augment;
 use crate::checkpoint::Checkpoint;
 use crate::error::{Error, Result};
-use crate::model::{Target, AGE_CENTER, AGE_SCALE};
+use crate::model::Target;
 use crate::preprocess::dicom::DicomInfo;
 use crate::preprocess::{percentile, Decoded, HandBox, Preprocess};
 
+mod passes;
+
 pub use crate::model::AGE_RANGE_MONTHS;
-pub use crate::readout::years_months;
+pub use crate::readout::{years_months, MemberValue};
+pub use passes::{combine, member_interval, passes, sd, MemberPasses};
+
 /// Images with a shorter side than this cannot show a hand's bones.
 pub const MIN_SIDE: u32 = 64;
 /// Images whose 1st–99th percentile grey levels span less than this have no contrast.
@@ -42,6 +47,22 @@ pub struct Reading {
     /// source) and its readout tags; never a name or an ID. Absent for PNG and JPEG.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub dicom: Option<DicomInfo>,
+    /// The model's 95% interval for the bone age, months (age models with residuals).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub interval: Option<[f64; 2]>,
+    /// How the interval was made, or why there is none.
+    pub interval_source: String,
+    /// Ensembles: each member's value (its passes' mean), in member order.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub members: Vec<MemberValue>,
+    /// Ensembles: the standard deviation of the members' values.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub spread: Option<f64>,
+    /// Augmented passes averaged with the plain one (0 = none).
+    pub tta: usize,
+    /// With TTA: the standard deviation of the passes, averaged over the members.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tta_spread: Option<f64>,
 }
 
 impl std::fmt::Display for Reading {
@@ -56,6 +77,17 @@ impl std::fmt::Display for Reading {
                     self.value,
                     years_months(self.value)
                 )?;
+                if let Some([lo, hi]) = self.interval {
+                    write!(f, "\t95% {lo:.1}–{hi:.1}")?;
+                }
+                if let Some(sd) = self.spread {
+                    let values: Vec<String> = self
+                        .members
+                        .iter()
+                        .map(|m| format!("{:.1}", m.value))
+                        .collect();
+                    write!(f, "\tmembers {} (SD {sd:.1})", values.join(", "))?;
+                }
                 if self.clamped {
                     write!(
                         f,
@@ -78,6 +110,8 @@ pub struct Radiograph {
     pub image: GrayImage,
     /// The checkpoint's preprocessing of it, cropped to the network's input size.
     pub input: GrayImage,
+    /// The same with the augmentation margin around it (what test-time augmentation samples).
+    pub cached: GrayImage,
     /// Reasons the image may not show a hand the model can read ([`image_warnings`]), and
     /// the DICOM file's own warnings (several frames, body part, laterality).
     pub warnings: Vec<String>,
@@ -120,6 +154,7 @@ impl Radiograph {
             path: path.to_path_buf(),
             image,
             input,
+            cached,
             warnings,
             dicom,
             hand: prepared.hand,
@@ -132,74 +167,50 @@ pub fn predict_file(ckpt: &Checkpoint, path: &Path, male: Option<bool>) -> Resul
     predict_radiograph(ckpt, &Radiograph::load(ckpt, path)?, male)
 }
 
-/// Predicts a loaded radiograph (see [`predict_file`]).
+/// Predicts a loaded radiograph (see [`predict_file`]), without test-time augmentation.
 pub fn predict_radiograph(
     ckpt: &Checkpoint,
     radiograph: &Radiograph,
     male: Option<bool>,
 ) -> Result<Reading> {
-    if ckpt.model.config.sex_input && male.is_none() {
-        return Err(Error::Invalid {
-            what: "prediction".into(),
-            message: "this model takes sex as an input: pass --sex M or --sex F".into(),
-        });
-    }
-    let path = &radiograph.path;
-    let device = ckpt.vs.device();
-    let (w, h) = radiograph.input.dimensions();
-    let raw = Tensor::from_data_size(
-        radiograph.input.as_raw(),
-        &[1, 1, h as i64, w as i64],
-        Kind::Uint8,
+    predict_with(ckpt, radiograph, male, 0)
+}
+
+/// Predicts a loaded radiograph, averaging `tta` augmented passes with the plain one.
+pub fn predict_with(
+    ckpt: &Checkpoint,
+    radiograph: &Radiograph,
+    male: Option<bool>,
+    tta: usize,
+) -> Result<Reading> {
+    let values = passes(ckpt, radiograph, male, tta)?;
+    let member = MemberPasses {
+        name: ckpt.path.display().to_string(),
+        values,
+        interval: ckpt
+            .meta
+            .interval_for(ckpt.meta.calibration.is_some())
+            .copied(),
+    };
+    Ok(combine(radiograph, ckpt, &[member], None, tta))
+}
+
+/// The explanation map of `ckpt` on a loaded radiograph's input view.
+pub fn explain(
+    ckpt: &Checkpoint,
+    radiograph: &Radiograph,
+    male: Option<bool>,
+    cfg: &crate::explain::ExplainConfig,
+) -> Result<crate::explain::Explanation> {
+    crate::explain::explain_model(
+        &ckpt.model,
+        ckpt.meta.calibration,
+        ckpt.vs.device(),
+        &radiograph.path,
+        &radiograph.input,
+        male,
+        cfg,
     )
-    .to_device(device);
-    // The whole view: center_crop only turns it into [0, 1], as evaluation does.
-    let x = augment::standardize(&augment::center_crop(&raw, [h as usize, w as usize])); // [1, 1, H, W]
-    let warnings = radiograph.warnings.clone();
-    let m = Tensor::from_slice(&[male.unwrap_or(false) as u8 as f32])
-        .view([1, 1])
-        .to_device(device);
-    let y = f64::try_from(ckpt.model.predict(&x, Some(&m)).to_kind(Kind::Double))?;
-    if !y.is_finite() {
-        return Err(Error::Checkpoint {
-            path: ckpt.path.clone(),
-            message: format!(
-                "the network's output for {} is {y}: the weights are broken",
-                path.display()
-            ),
-        });
-    }
-    let target = ckpt.model.config.target;
-    // The sidecar's recalibration, when the run fitted one (and it was not turned off).
-    let raw = match target {
-        Target::Age => {
-            let m = y * AGE_SCALE + AGE_CENTER;
-            ckpt.meta.calibration.map_or(m, |c| c.apply(m))
-        }
-        Target::Sex => y,
-    };
-    let (lo, hi) = AGE_RANGE_MONTHS;
-    let value = match target {
-        Target::Age => raw.clamp(lo, hi),
-        Target::Sex => raw,
-    };
-    let mut reading = Reading {
-        path: path.to_path_buf(),
-        target,
-        value,
-        raw,
-        calibrated: target == Target::Age && ckpt.meta.calibration.is_some(),
-        clamped: value != raw,
-        warnings,
-        dicom: radiograph.dicom.clone(),
-    };
-    if reading.clamped {
-        reading.warnings.push(format!(
-            "the network's output {raw:.1} months is outside the {lo}–{hi} months it was trained on; \
-             reported as {value:.0}: check the image"
-        ));
-    }
-    Ok(reading)
 }
 
 /// Reasons an image is unlikely to show a hand the model can read: too small, no
@@ -259,6 +270,10 @@ impl Reading {
             months: self.value,
             calibrated: self.calibrated,
             warnings: self.warnings.clone(),
+            interval: self.interval,
+            interval_source: self.interval_source.clone(),
+            members: self.members.clone(),
+            spread: self.spread,
         })
     }
 }
@@ -278,6 +293,12 @@ mod tests {
             clamped: false,
             warnings: vec![],
             dicom: None,
+            interval: None,
+            interval_source: String::new(),
+            members: vec![],
+            spread: None,
+            tta: 0,
+            tta_spread: None,
         };
         assert!(r
             .estimate()
