@@ -220,6 +220,28 @@ pub fn standardize(x: &Tensor) -> Tensor {
     x * (255.0 / 127.5) - 1.0
 }
 
+/// A grayscale image as a `[1, 1, H, W]` u8 tensor on `device`.
+pub fn image_tensor(img: &image::GrayImage, device: Device) -> Tensor {
+    let (w, h) = img.dimensions();
+    Tensor::from_data_size(img.as_raw(), &[1, 1, h as i64, w as i64], Kind::Uint8).to_device(device)
+}
+
+/// A whole network input view as evaluation feeds it: `[1, 1, H, W]`, standardised.
+pub fn input_tensor(img: &image::GrayImage, device: Device) -> Tensor {
+    let (w, h) = img.dimensions();
+    standardize(&center_crop(
+        &image_tensor(img, device),
+        [h as usize, w as usize],
+    ))
+}
+
+/// `n` copies of the sex input (1 = male; 0 when unknown) as `[n, 1]` on `device`.
+pub fn male_tensor(male: Option<bool>, n: usize, device: Device) -> Tensor {
+    Tensor::from_slice(&vec![male.unwrap_or(false) as u8 as f32; n])
+        .view([n as i64, 1])
+        .to_device(device)
+}
+
 /// `n` augmented views of one cached image (crop plus margin, u8) as training draws
 /// them, with the parameters drawn for each: for looking at what augmentation does.
 pub fn samples(

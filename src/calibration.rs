@@ -9,6 +9,20 @@
 //! a bone age.
 use serde::{Deserialize, Serialize};
 
+use crate::model::{Target, AGE_CENTER, AGE_SCALE};
+
+/// A network output in its target's units: months for age (de-standardised, then
+/// recalibrated by `calibration` when given), P(male) as it is for sex.
+pub fn in_units(target: Target, calibration: Option<Calibration>, y: f64) -> f64 {
+    match target {
+        Target::Age => {
+            let months = y * AGE_SCALE + AGE_CENTER;
+            calibration.map_or(months, |c| c.apply(months))
+        }
+        Target::Sex => y,
+    }
+}
+
 /// `months ↦ slope · months + intercept`.
 #[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -46,6 +60,15 @@ impl Calibration {
     /// The recalibrated prediction in months.
     pub fn apply(&self, months: f64) -> f64 {
         self.slope * months + self.intercept
+    }
+
+    /// The prediction before [`Calibration::apply`] (as it is for a flat slope).
+    pub fn invert(&self, months: f64) -> f64 {
+        if self.slope.abs() > 1e-9 {
+            (months - self.intercept) / self.slope
+        } else {
+            months
+        }
     }
 }
 

@@ -38,11 +38,20 @@ pub fn ranks(m: usize, level: f64) -> (usize, usize) {
 /// CV+: the `level` interval of `{p + e : p ∈ passes[k], e ∈ residuals[k]}` over members
 /// k. `passes[k]` are member k's predictions for one image (one per TTA pass; all members
 /// the same count), `residuals[k]` its out-of-fold errors. `None` without residuals.
-pub fn cv_plus(passes: &[Vec<f64>], residuals: &[Vec<f64>], level: f64) -> Option<[f64; 2]> {
+pub fn cv_plus<P: AsRef<[f64]>, R: AsRef<[f64]>>(
+    passes: &[P],
+    residuals: &[R],
+    level: f64,
+) -> Option<[f64; 2]> {
     let mut sums: Vec<f64> = passes
         .iter()
         .zip(residuals)
-        .flat_map(|(p, r)| p.iter().flat_map(move |&p| r.iter().map(move |&e| p + e)))
+        .flat_map(|(p, r)| {
+            let r = r.as_ref();
+            p.as_ref()
+                .iter()
+                .flat_map(move |&p| r.iter().map(move |&e| p + e))
+        })
         .collect();
     if sums.is_empty() || sums.iter().any(|v| !v.is_finite()) {
         return None;
@@ -56,7 +65,7 @@ pub fn cv_plus(passes: &[Vec<f64>], residuals: &[Vec<f64>], level: f64) -> Optio
 /// The residual quantiles `[low, high]` (at the conformal ranks) of pooled `residuals`:
 /// the interval one member's prediction gets from the other folds' errors.
 pub fn residual_quantiles(residuals: &[f64], level: f64) -> Option<[f64; 2]> {
-    cv_plus(&[vec![0.0]], &[residuals.to_vec()], level)
+    cv_plus(&[[0.0]], &[residuals], level)
 }
 
 /// The share of one band's truths inside their intervals.

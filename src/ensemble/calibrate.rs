@@ -174,18 +174,15 @@ pub fn calibrate(
         bar.set_message(format!("out-of-fold {}", m.name));
         let (_, held_out) = ckpt.meta.config.fold_frames(data_dir)?;
         let eval = crate::evaluate::evaluate(ckpt, &held_out, cache_dir, options)?;
-        let undo = |p: f64| match ckpt.meta.calibration {
-            Some(c) if c.slope.abs() > 1e-9 => (p - c.intercept) / c.slope,
-            _ => p,
-        };
+        let undo = |p: f64| ckpt.meta.calibration.map_or(p, |c| c.invert(p));
         let (mut r, mut raw) = (Vec::new(), Vec::new());
         for p in eval.predictions {
             let truth = p
                 .boneage
                 .ok_or_else(|| bad("a held-out image has no bone age".into()))?;
-            r.push(round3(truth - p.predicted));
-            raw.push(round3(truth - undo(p.predicted)));
             let raw_pred = undo(p.predicted);
+            r.push(round3(truth - p.predicted));
+            raw.push(round3(truth - raw_pred));
             rows.push((i, p, raw_pred));
         }
         members.push(MemberRecord {

@@ -127,30 +127,16 @@ pub fn evaluate(
     for p in &evals[0].predictions {
         let each: Option<Vec<&Prediction>> = by_id.iter().map(|m| m.get(&p.id).copied()).collect();
         let Some(each) = each else { continue };
-        let members: Vec<MemberPasses> = each
-            .iter()
-            .zip(&ensemble.members)
-            .map(|(q, m)| MemberPasses {
-                name: m.name.clone(),
-                values: q.passes.clone(),
-                interval: None,
-            })
-            .collect();
         let means: Vec<f64> = each.iter().map(|q| q.predicted).collect();
         let interval = match (&residuals, target) {
             (_, Target::Sex) => None,
             (Some((r, _)), Target::Age) => {
-                let passes: Vec<Vec<f64>> = members.iter().map(|m| m.values.clone()).collect();
+                let passes: Vec<&[f64]> = each.iter().map(|q| q.passes.as_slice()).collect();
                 super::cv_plus(&passes, r, super::LEVEL)
             }
             (None, Target::Age) => {
                 let ends: Option<Vec<[f64; 2]>> = each.iter().map(|q| q.interval).collect();
-                ends.map(|e| {
-                    [
-                        e.iter().map(|v| v[0]).fold(f64::INFINITY, f64::min),
-                        e.iter().map(|v| v[1]).fold(f64::NEG_INFINITY, f64::max),
-                    ]
-                })
+                ends.map(|e| predict::envelope(&e))
             }
         };
         predictions.push(Prediction {

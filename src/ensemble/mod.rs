@@ -14,7 +14,7 @@ use std::path::{Path, PathBuf};
 
 use tch::Device;
 
-use crate::checkpoint::{self, Checkpoint};
+use crate::checkpoint::Checkpoint;
 use crate::error::{Error, Result};
 use crate::model::Target;
 
@@ -51,13 +51,12 @@ impl Ensemble {
             what: "ensemble".into(),
             message: "no checkpoint given".into(),
         })?;
-        let folds = fold_dirs(first);
-        if rest.is_empty() && !folds.is_empty() {
-            return Self::load_folds(first, &folds, device);
+        if rest.is_empty() && is_kfold_run(first) {
+            return Self::load_folds(first, &fold_dirs(first), device);
         }
         let mut members = Vec::new();
         for p in paths {
-            if !fold_dirs(p).is_empty() {
+            if is_kfold_run(p) {
                 return Err(Error::Invalid {
                     what: "ensemble".into(),
                     message: format!(
@@ -244,12 +243,4 @@ pub fn relative(root: &Path, path: &Path) -> PathBuf {
 /// Whether `path` holds a K-fold run.
 pub fn is_kfold_run(path: &Path) -> bool {
     !fold_dirs(path).is_empty()
-}
-
-/// The default checkpoint of every fold of a K-fold run, in fold order.
-pub fn member_weights(root: &Path) -> Result<Vec<(usize, PathBuf)>> {
-    fold_dirs(root)
-        .into_iter()
-        .map(|(k, d)| Ok((k, checkpoint::resolve(&d)?)))
-        .collect()
 }

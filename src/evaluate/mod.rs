@@ -17,7 +17,7 @@ use crate::checkpoint::Checkpoint;
 use crate::dataset;
 use crate::error::{Error, Result};
 use crate::loader::{BatchLoader, LoaderConfig};
-use crate::model::{Target, AGE_CENTER, AGE_SCALE};
+use crate::model::Target;
 
 mod predictions;
 
@@ -293,10 +293,7 @@ pub fn evaluate(
     let males = dataset::males(frame)?;
     let ages = labels;
     let calibration = ckpt.meta.calibration.filter(|_| target == Target::Age);
-    let months = |out: f64| {
-        let m = out * AGE_SCALE + AGE_CENTER;
-        calibration.map_or(m, |c| c.apply(m))
-    };
+    let months = |out: f64| crate::calibration::in_units(Target::Age, calibration, out);
     let interval = ckpt.meta.interval_for(calibration.is_some()).copied();
     let predictions: Vec<Prediction> = ids
         .iter()

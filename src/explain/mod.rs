@@ -12,11 +12,11 @@ use std::path::{Path, PathBuf};
 
 use image::GrayImage;
 use serde::{Deserialize, Serialize};
-use tch::{Device, Kind, Tensor};
+use tch::{Device, Kind};
 
 use crate::calibration::Calibration;
 use crate::error::{Error, Result};
-use crate::model::{Target, AGE_CENTER, AGE_SCALE, M46};
+use crate::model::{Target, M46};
 
 /// Which map.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -178,21 +178,10 @@ pub fn explain_model(
         });
     }
     let (w, h) = input.dimensions();
-    let raw = Tensor::from_data_size(input.as_raw(), &[1, 1, h as i64, w as i64], Kind::Uint8);
-    let x =
-        crate::augment::standardize(&crate::augment::center_crop(&raw, [h as usize, w as usize]))
-            .to_device(device); // [1, 1, H, W]
-    let m = Tensor::from_slice(&[male.unwrap_or(false) as u8 as f32])
-        .view([1, 1])
-        .to_device(device);
+    let x = crate::augment::input_tensor(input, device); // [1, 1, H, W]
+    let m = crate::augment::male_tensor(male, 1, device);
     let target = model.config.target;
-    let units = move |y: f64| match target {
-        Target::Age => {
-            let months = y * AGE_SCALE + AGE_CENTER;
-            calibration.map_or(months, |c| c.apply(months))
-        }
-        Target::Sex => y,
-    };
+    let units = move |y: f64| crate::calibration::in_units(target, calibration, y);
     let prediction = units(f64::try_from(
         model.predict(&x, Some(&m)).to_kind(Kind::Double),
     )?);

@@ -20,7 +20,7 @@ mod passes;
 
 pub use crate::model::AGE_RANGE_MONTHS;
 pub use crate::readout::{years_months, MemberValue};
-pub use passes::{combine, member_interval, passes, sd, MemberPasses};
+pub use passes::{combine, envelope, member_interval, passes, sd, MemberPasses};
 
 /// Images with a shorter side than this cannot show a hand's bones.
 pub const MIN_SIDE: u32 = 64;

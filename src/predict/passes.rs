@@ -2,14 +2,13 @@
 //! and one reading from one or several models' passes: the mean of the members' means,
 //! each member's value, their spread, the passes' spread, and the 95% interval (CV+ with
 //! an ensemble's calibrated residuals; else the members' own validation intervals).
-use image::GrayImage;
 use tch::{Kind, Tensor};
 
 use super::{Radiograph, Reading};
 use crate::augment;
 use crate::checkpoint::Checkpoint;
 use crate::error::{Error, Result};
-use crate::model::{Target, AGE_CENTER, AGE_RANGE_MONTHS, AGE_SCALE};
+use crate::model::{Target, AGE_RANGE_MONTHS};
 use crate::readout::MemberValue;
 
 /// One model's values for one radiograph: the plain pass, then `tta` augmented passes,
@@ -29,29 +28,18 @@ pub fn passes(
     let device = ckpt.vs.device();
     let (w, h) = radiograph.input.dimensions();
     let out = [h as usize, w as usize];
-    let u8_tensor = |img: &GrayImage| {
-        let (w, h) = img.dimensions();
-        Tensor::from_data_size(img.as_raw(), &[1, 1, h as i64, w as i64], Kind::Uint8)
-            .to_device(device)
-    };
-    // The whole view: center_crop only turns it into [0, 1], as evaluation does.
-    let mut views = vec![augment::standardize(&augment::center_crop(
-        &u8_tensor(&radiograph.input),
-        out,
-    ))]; // [1, 1, H, W]
+    let mut views = vec![augment::input_tensor(&radiograph.input, device)]; // [1, 1, H, W]
     if tta > 0 {
         // Seeded like evaluation's passes, so a reading is reproducible.
         let mut rng = rand::SeedableRng::seed_from_u64(ckpt.meta.config.runtime.seed);
-        let cached = u8_tensor(&radiograph.cached);
+        let cached = augment::image_tensor(&radiograph.cached, device);
         for _ in 0..tta {
             let p = ckpt.meta.config.augment.sample(&mut rng);
             views.push(augment::standardize(&augment::augment(&cached, out, &[p])));
         }
     }
     let x = Tensor::cat(&views, 0); // [1 + tta, 1, H, W]
-    let m = Tensor::from_slice(&vec![male.unwrap_or(false) as u8 as f32; views.len()])
-        .view([views.len() as i64, 1])
-        .to_device(device);
+    let m = augment::male_tensor(male, views.len(), device);
     let y = ckpt.model.predict(&x, Some(&m)).to_kind(Kind::Double);
     let y = Vec::<f64>::try_from(y.flatten(0, -1).to_device(tch::Device::Cpu))?;
     if let Some(bad) = y.iter().find(|v| !v.is_finite()) {
@@ -63,16 +51,10 @@ pub fn passes(
             ),
         });
     }
-    Ok(match ckpt.model.config.target {
-        Target::Age => y
-            .into_iter()
-            .map(|y| {
-                let m = y * AGE_SCALE + AGE_CENTER;
-                ckpt.meta.calibration.map_or(m, |c| c.apply(m))
-            })
-            .collect(),
-        Target::Sex => y,
-    })
+    let (target, calibration) = (ckpt.model.config.target, ckpt.meta.calibration);
+    Ok(y.into_iter()
+        .map(|y| crate::calibration::in_units(target, calibration, y))
+        .collect())
 }
 
 /// One member's passes for a radiograph, and its own validation interval (if stored).
@@ -111,6 +93,20 @@ pub fn member_interval(m: &MemberPasses) -> Option<[f64; 2]> {
     ])
 }
 
+/// The smallest interval holding every one of `intervals` (members' own, no calibration).
+pub fn envelope(intervals: &[[f64; 2]]) -> [f64; 2] {
+    [
+        intervals
+            .iter()
+            .map(|iv| iv[0])
+            .fold(f64::INFINITY, f64::min),
+        intervals
+            .iter()
+            .map(|iv| iv[1])
+            .fold(f64::NEG_INFINITY, f64::max),
+    ]
+}
+
 /// A reading from one or several members' passes: the mean of the members' means, each
 /// member's value, their spread, the passes' spread, and the 95% interval. With
 /// `residuals` (an ensemble calibrated on its folds, one list per member) the interval is
@@ -135,7 +131,7 @@ pub fn combine(
     let (interval, interval_source) = match (target, residuals) {
         (Target::Sex, _) => (None, "none: a sex model".to_string()),
         (Target::Age, Some((r, source))) => {
-            let passes: Vec<Vec<f64>> = members.iter().map(|m| m.values.clone()).collect();
+            let passes: Vec<&[f64]> = members.iter().map(|m| m.values.as_slice()).collect();
             let iv = crate::interval::cv_plus(&passes, r, crate::interval::LEVEL);
             (iv.map(clamp), source)
         }
@@ -155,12 +151,7 @@ pub fn combine(
                     ),
                 ),
                 Some(each) => (
-                    Some(clamp([
-                        each.iter().map(|iv| iv[0]).fold(f64::INFINITY, f64::min),
-                        each.iter()
-                            .map(|iv| iv[1])
-                            .fold(f64::NEG_INFINITY, f64::max),
-                    ])),
+                    Some(clamp(envelope(&each))),
                     "the envelope of the members' validation residual intervals (no \
                      ensemble calibration: `bone-age ensemble calibrate`)"
                         .to_string(),
